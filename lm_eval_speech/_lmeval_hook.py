@@ -1,0 +1,123 @@
+"""Back-port of upstream lm-eval's plugin entry points to lm-eval 0.4.13.
+
+Upstream lm-eval reads installed plugins from the entry-point groups ``lm_eval.models``
+(PR #4013, ``registry.load_plugins``) and ``lm_eval.tasks`` (PR #4015,
+``discover_plugin_task_paths``); 0.4.13 reads neither. ``lm_eval_speech.pth`` imports this
+module at interpreter start-up. It only adds a meta-path finder, which does nothing until
+lm_eval itself imports ``lm_eval.models`` or ``lm_eval.tasks.manager``; then it
+
+* registers every ``lm_eval.models`` entry point as a lazy ``"module:Class"`` placeholder
+  (built-in names such as ``hf`` or ``dummy`` are never replaced), and
+* adds every ``lm_eval.tasks`` package directory to ``TaskManager``'s search path, before the
+  user's ``--include_path`` (so the user's tasks still win, as upstream orders them).
+
+It steps aside where lm_eval discovers plugins natively, and ``LM_EVAL_SPEECH_DISABLE_HOOK=1``
+switches it off. Only ``os`` and ``sys`` are imported here: this runs in every interpreter.
+"""
+
+import os
+import sys
+
+DISABLE_ENV = "LM_EVAL_SPEECH_DISABLE_HOOK"
+MODELS_GROUP = "lm_eval.models"
+TASKS_GROUP = "lm_eval.tasks"
+
+
+def _entry_points(group):
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group=group))
+
+
+def _register_plugin_models(models_module):
+    from lm_eval.api import registry
+
+    if hasattr(registry, "load_plugins"):
+        return
+    for ep in _entry_points(MODELS_GROUP):
+        if ep.name not in registry.model_registry:
+            registry.model_registry.register(ep.name, target=ep.value)
+
+
+def plugin_task_dirs():
+    """Directories of the packages named in the ``lm_eval.tasks`` entry-point group."""
+    import importlib.util
+
+    dirs = {}  # ordered, and one entry per folder: a package can be listed by two dist-infos
+    for ep in _entry_points(TASKS_GROUP):
+        spec = importlib.util.find_spec(ep.value.split(":", 1)[0])
+        if spec is not None and spec.submodule_search_locations:
+            dirs[os.path.realpath(list(spec.submodule_search_locations)[0])] = None
+    return list(dirs)
+
+
+def _add_plugin_task_dirs(manager_module):
+    if hasattr(manager_module, "discover_plugin_task_paths"):
+        return
+    task_manager = manager_module.TaskManager
+    original_init = task_manager.__init__
+
+    def __init__(self, verbosity=None, include_path=None, include_defaults=True, metadata=None):
+        if include_path is None:
+            user_paths = []
+        elif isinstance(include_path, (list, tuple)):
+            user_paths = list(include_path)
+        else:
+            user_paths = [include_path]
+        user_real = {os.path.realpath(str(p)) for p in user_paths}
+        plugin_paths = [d for d in plugin_task_dirs() if d not in user_real]
+        merged = plugin_paths + user_paths
+        original_init(
+            self,
+            verbosity,
+            include_path=merged or None,
+            include_defaults=include_defaults,
+            metadata=metadata,
+        )
+
+    __init__.__wrapped__ = original_init
+    task_manager.__init__ = __init__
+
+
+_AFTER_IMPORT = {
+    "lm_eval.models": _register_plugin_models,
+    "lm_eval.tasks.manager": _add_plugin_task_dirs,
+}
+
+
+class _AfterImportFinder:
+    """Meta-path finder that runs a function right after a watched module has executed."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        after = _AFTER_IMPORT.get(fullname)
+        if after is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            loader_exec(module)
+            after(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def install():
+    if os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    if any(type(f).__name__ == "_AfterImportFinder" and f.__module__ == __name__ for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _AfterImportFinder())
+
+
+install()
