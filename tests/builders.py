@@ -1,0 +1,156 @@
+"""Offline test material: a tiny random Qwen2-Audio and data in SpeechInstructBench's layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+# Qwen2-Audio-7B-Instruct's own chat template (it tests for an "audio"/"audio_url" key).
+QWEN2_AUDIO_CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if 'audio' in content or 'audio_url' in content %}{% set audio_count.value = audio_count.value + 1 %}"
+    "Audio {{ audio_count.value }}: <|audio_bos|><|AUDIO|><|audio_eos|>\n{% elif 'text' in content %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
+CORPUS = [
+    "You are a helpful assistant.", "You are a helpful AI assistant. Please answer the question based on the provided audio.",
+    "Write a poem about the sea. Do not use any commas.", "The quick brown fox jumps over the lazy dog.",
+    "写一首关于大海的诗，不要使用任何逗号。", "今天天气很好。", "Audio 1:", "system user assistant",
+] * 20
+
+
+def build_tiny_qwen2_audio(out: Path, seed: int = 0) -> Path:
+    """A ~130k-parameter random Qwen2-Audio with a trained byte-level BPE, saved like a hub checkpoint."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioEncoderConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        Qwen2Config,
+        Qwen2Tokenizer,
+        WhisperFeatureExtractor,
+    )
+
+    torch.manual_seed(seed)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, min_frequency=2, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=SPECIAL_TOKENS,
+    )
+    bpe.train_from_iterator(CORPUS, trainer)
+    merges = json.loads(bpe.to_str())["model"]["merges"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in merges]
+    tokenizer = Qwen2Tokenizer(
+        vocab=bpe.get_vocab(), merges=merges, unk_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    extractor = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=30, return_attention_mask=True)
+    processor = Qwen2AudioProcessor(feature_extractor=extractor, tokenizer=tokenizer, chat_template=QWEN2_AUDIO_CHAT_TEMPLATE)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = Qwen2AudioConfig(
+        audio_config=Qwen2AudioEncoderConfig(
+            num_mel_bins=128, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, d_model=32, max_source_positions=1500
+        ),
+        text_config=Qwen2Config(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+            bos_token_id=None, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
+        ),
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+    model = Qwen2AudioForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+# -- SpeechInstructBench closed-ended fixture ----------------------------------------------------
+# Items per language: (key, prompt, instruction ids, kwargs). Every variant file holds them all.
+SIB_ITEMS = {
+    "en": [
+        (1, "Write a poem about the sea. Do not use any commas.", ["punctuation:no_comma"], [{}]),
+        (
+            2, "Describe Paris in at least 3 sentences and mention the river.",
+            ["length_constraints:number_sentences", "keywords:existence"],
+            [{"num_sentences": 3, "relation": "at least"}, {"keywords": ["river"]}],
+        ),
+        (3, "Give your story a title in double angular brackets.", ["detectable_format:title"], [{}]),
+        (
+            4, "List three fruits as bullet points and end with the phrase Any other questions?",
+            ["detectable_format:number_bullet_lists", "startend:end_checker"],
+            [{"num_bullets": 3}, {"end_phrase": "Any other questions?"}],
+        ),
+    ],
+    "zh": [
+        (1, "写一首关于大海的诗，不要使用任何逗号。", ["punctuation:no_comma"], [{}]),
+        (
+            2, "用至少三句话描述北京，并提到长城。",
+            ["length_constraints:number_sentences", "keywords:existence"],
+            [{"num_sentences": 3, "relation": "at least"}, {"keywords": ["长城"]}],
+        ),
+        (3, "给你的故事起一个标题，用书名号括起来。", ["detectable_format:title"], [{}]),
+        (4, "用少于二十个字回答：天空是什么颜色？", ["length_constraints:number_words"], [{"num_words": 20, "relation": "less than"}]),
+    ],
+}
+VARIANTS = ("standard", "background", "accent", "paralinguistics", "disfluency")
+LANGUAGE_TAGS = {"en": "en", "zh": "cn"}
+
+
+def tone(seconds: float, sampling_rate: int, frequency: float = 440.0, channels: int = 1, noise: float = 0.0, seed: int = 0):
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    signal = 0.3 * np.sin(2 * np.pi * frequency * t)
+    if noise:
+        signal = signal + noise * np.random.default_rng(seed).standard_normal(len(t))
+    signal = signal.astype(np.float32)
+    return np.stack([signal] * channels, axis=1) if channels > 1 else signal
+
+
+def write_sib_closed(root: Path, languages=("en", "zh"), variants=VARIANTS) -> Path:
+    """SIB's closed-ended layout with short synthetic clips; the variants differ in audio format.
+
+    audio_path is root-relative for the even keys, relative to the JSONL's folder for the odd
+    ones, and absolute for key 3 of the accent variant: the three forms SIB data may use.
+    """
+    formats = {
+        "standard": dict(rate=16000, channels=1, ext="wav", noise=0.0),
+        "background": dict(rate=16000, channels=1, ext="wav", noise=0.05),
+        "accent": dict(rate=44100, channels=2, ext="flac", noise=0.0),
+        "paralinguistics": dict(rate=48000, channels=1, ext="wav", noise=0.0),
+        "disfluency": dict(rate=22050, channels=1, ext="ogg", noise=0.0),
+    }
+    closed = root / "closed-ended"
+    for language in languages:
+        tag = LANGUAGE_TAGS[language]
+        for variant in variants:
+            spec = formats[variant]
+            lines = []
+            for key, prompt, ids, kwargs in SIB_ITEMS[language]:
+                relative = f"{tag}/{variant}/{key}.{spec['ext']}"
+                path = closed / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                audio = tone(0.6 + 0.3 * key, spec["rate"], 200.0 + 60 * key, spec["channels"], spec["noise"], key)
+                sf.write(path, audio, spec["rate"])
+                if variant == "accent" and key == 3:
+                    audio_path = str(path.resolve())
+                elif key % 2:
+                    audio_path = relative
+                else:
+                    audio_path = f"closed-ended/{relative}"
+                lines.append({"key": key, "prompt": prompt, "instruction_id_list": ids, "kwargs": kwargs, "audio_path": audio_path})
+            with open(closed / f"closed_{variant}_{tag}.jsonl", "w", encoding="utf-8") as handle:
+                for line in lines:
+                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return root
