@@ -1,0 +1,210 @@
+"""What every local audio-in model of this project shares: device, data parallel, batching.
+
+A model file subclasses :class:`SpeechLM` and implements ``_generate_batch``; requests arrive as
+lm-eval builds them for multimodal tasks: ``(context, gen_kwargs, {"audio": [clip, ...]})`` with
+one ``<audio>`` placeholder in the context per clip, clips at their native rate.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from lm_eval.api.instance import Instance
+from lm_eval.api.model import LM
+from lm_eval.models.utils import Collator, normalize_gen_kwargs, postprocess_generated_text
+from tqdm import tqdm
+
+from lm_eval_speech.audio import duration_seconds
+
+logger = logging.getLogger("lm_eval_speech.models")
+
+AUDIO_PLACEHOLDER = "<audio>"
+# lm-eval's own defaults (gen_kwargs without max_gen_toks)
+DEFAULT_MAX_GEN_TOKS = 256
+
+
+def resolve_device(device: str | None):
+    """A torch device; lm_eval passes ``cuda:0`` by default, which falls back to CPU when there is no GPU."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        logger.warning("device %s requested but CUDA is not available: running on CPU", device)
+        return torch.device("cpu")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        logger.warning("device %s requested but MPS is not available: running on CPU", device)
+        return torch.device("cpu")
+    return resolved
+
+
+def resolve_dtype(dtype: str | None, device):
+    """``auto``: the checkpoint's own dtype on accelerators, float32 on CPU (half precision is slow there)."""
+    import torch
+
+    if dtype in (None, "", "auto"):
+        return "auto" if device.type != "cpu" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)")
+    return value
+
+
+def split_audio_prompt(text: str, n_clips: int, *, where: str) -> list[dict]:
+    """Chat content parts for a prompt with one ``<audio>`` per clip, in prompt order.
+
+    A prompt without placeholders gets its clips first (the common speech-LLM layout).
+    """
+    pieces = text.split(AUDIO_PLACEHOLDER)
+    n_placeholders = len(pieces) - 1
+    if n_placeholders == 0 and n_clips:
+        pieces = [""] * n_clips + [text]
+        n_placeholders = n_clips
+    if n_placeholders != n_clips:
+        raise ValueError(f"{where}: the prompt has {n_placeholders} {AUDIO_PLACEHOLDER} placeholders but {n_clips} audio clips")
+    parts: list[dict] = []
+    for index, piece in enumerate(pieces):
+        if index:
+            # "audio_url" too: Qwen2-Audio's template tests for that key, not for the type.
+            parts.append({"type": "audio", "audio_url": f"clip-{index}"})
+        if piece:
+            parts.append({"type": "text", "text": piece})
+    return parts
+
+
+def unsupported_requests(model: LM, request_type: str, requests: list[Instance]) -> str:
+    tasks = sorted({str(r.task_name) for r in requests})
+    return f"{type(model).__name__} generates text only; it cannot serve {request_type} requests (tasks: {', '.join(tasks)})"
+
+
+def request_where(request: Instance) -> str:
+    return f"task {request.task_name} doc {request.doc_id}"
+
+
+class SpeechLM(LM):
+    """lm-eval ``LM`` for local audio-in models, with data parallelism as lm-eval's HFLM does it."""
+
+    MULTIMODAL = True
+
+    def __init__(self, device: str | None = None, batch_size: int | str = 1, **unused: Any) -> None:
+        super().__init__()
+        if unused:
+            logger.warning("%s ignores model_args %s", type(self).__name__, sorted(unused))
+        if str(batch_size).startswith("auto"):
+            raise ValueError(f"{type(self).__name__}: batch_size=auto is not supported; give a number")
+        self.batch_size = int(batch_size)
+        self._rank, self._world_size, self.accelerator = 0, 1, None
+        self._device = self._setup_parallel(device)
+
+    # -- data parallel (accelerate launch -m lm_eval ...) ---------------------------------
+    def _setup_parallel(self, device: str | None):
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return resolve_device(device)
+        from accelerate import Accelerator, InitProcessGroupKwargs
+
+        accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
+        if accelerator.num_processes > 1:
+            self.accelerator = accelerator
+            self._rank = accelerator.local_process_index
+            self._world_size = accelerator.num_processes
+            logger.info("data parallel: rank %d of %d on %s", self._rank, self._world_size, accelerator.device)
+            return accelerator.device
+        return resolve_device(device)
+
+    @property
+    def device(self):
+        return self._device
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
+
+    def all_gather(self, tensor):
+        if self.world_size <= 1:
+            return tensor
+        return self.accelerator.gather(tensor)
+
+    def gather_object(self, obj, dst=0):
+        if self.world_size <= 1:
+            return [obj]
+        import torch.distributed
+
+        result = [None] * self.world_size if self.rank == dst else None
+        torch.distributed.gather_object(obj=obj, object_gather_list=result, dst=dst)
+        return result
+
+    def barrier(self):
+        if self.world_size > 1:
+            self.accelerator.wait_for_everyone()
+
+    # -- request types ---------------------------------------------------------------------
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError(unsupported_requests(self, "loglikelihood", requests))
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError(unsupported_requests(self, "loglikelihood_rolling", requests))
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        if not requests:
+            return []
+        for request in requests:
+            if len(request.args) < 3 or not request.args[2].get("audio"):
+                raise ValueError(
+                    f"{type(self).__name__}: {request_where(request)} carries no audio "
+                    '(was the task run with --metadata \'{"load_audio": false}\'?)'
+                )
+        # Longest audio first: memory problems show at once, and batches hold similar lengths.
+        collator = Collator(
+            requests,
+            sort_fn=lambda r: -sum(duration_seconds(c) for c in r.args[2]["audio"]),
+            group_fn=lambda r: r.args[1],
+            group_by="gen_kwargs",
+        )
+        results = []
+        progress = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc=f"{type(self).__name__}")
+        for batch in collator.get_batched(n=self.batch_size):
+            settings = normalize_gen_kwargs(batch[0].args[1], default_max_gen_toks=DEFAULT_MAX_GEN_TOKS)
+            outputs = self._generate_batch(batch, settings)
+            for request, output in zip(batch, outputs, strict=True):
+                results.append(postprocess_generated_text(output, settings["until"], None))
+            progress.update(len(batch))
+        progress.close()
+        return collator.get_original(results)
+
+    def _generate_batch(self, requests: list[Instance], settings: dict) -> list[str]:
+        raise NotImplementedError
+
+
+def hf_generate_kwargs(settings: dict) -> dict:
+    """transformers ``generate`` arguments from lm-eval's normalised gen_kwargs."""
+    passthrough = {k: v for k, v in settings.items() if k not in ("until", "max_gen_toks", "do_sample", "temperature")}
+    kwargs = {"max_new_tokens": settings["max_gen_toks"], "do_sample": bool(settings["do_sample"]), **passthrough}
+    if kwargs["do_sample"]:
+        kwargs["temperature"] = settings["temperature"]
+    return kwargs
+
+
+def hf_generate(model, tokenizer, inputs, settings: dict) -> list[str]:
+    """Run ``model.generate`` on a left-padded batch; the new text of each row, stop strings honoured."""
+    import torch
+    from lm_eval.models.utils_hf import stop_sequences_criteria
+
+    input_length = inputs["input_ids"].shape[1]
+    kwargs = hf_generate_kwargs(settings)
+    stops = [s for s in settings["until"] if s]
+    if stops:
+        kwargs["stopping_criteria"] = stop_sequences_criteria(tokenizer, stops, input_length, inputs["input_ids"].shape[0])
+    with torch.inference_mode():
+        output = model.generate(**inputs, **kwargs, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.batch_decode(output[:, input_length:], skip_special_tokens=True)
