@@ -109,7 +109,9 @@ class SpeechLM(LM):
             return resolve_device(device)
         from accelerate import Accelerator, InitProcessGroupKwargs
 
-        accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
+        # On a machine without GPUs the processes talk over gloo (accelerate's MULTI_CPU).
+        cpu = resolve_device(device).type == "cpu"
+        accelerator = Accelerator(cpu=cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
         if accelerator.num_processes > 1:
             self.accelerator = accelerator
             self._rank = accelerator.local_process_index
@@ -147,6 +149,10 @@ class SpeechLM(LM):
     def barrier(self):
         if self.world_size > 1:
             self.accelerator.wait_for_everyone()
+
+    def get_model_info(self) -> dict:
+        """Merged by lm_eval into the results' ``config``."""
+        return {"data_parallel_processes": self.world_size}
 
     # -- request types ---------------------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm: bool = False):

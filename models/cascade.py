@@ -165,4 +165,4 @@ class CascadeLM(SpeechLM):
         return self.tokenizer.chat_template
 
     def get_model_info(self) -> dict:
-        return {"asr_backend": self.asr.backend, "llm": self.llm_name, "model_dtype": str(self.model.dtype)}
+        return {**super().get_model_info(), "asr_backend": self.asr.backend, "llm": self.llm_name, "model_dtype": str(self.model.dtype)}

@@ -128,6 +128,7 @@ class Qwen2AudioLM(SpeechLM):
 
     def get_model_info(self) -> dict:
         return {
+            **super().get_model_info(),
             "model_num_parameters": sum(p.numel() for p in self.model.parameters()),
             "model_dtype": str(self.model.dtype),
             "model_revision": getattr(self.model.config, "_commit_hash", None),
