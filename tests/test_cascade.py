@@ -6,6 +6,7 @@ import json
 
 import jiwer
 import lm_eval
+import numpy as np
 import pytest
 import soundfile as sf
 from lm_eval.tasks import TaskManager
@@ -46,6 +47,25 @@ def test_transcript_takes_the_place_of_the_audio(cascade, monkeypatch):
     prompt = cascade._prompt(request)
     assert "Before HEARD1600\nafter" in prompt
     assert prompt.startswith(cascade.tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)[:10])
+
+
+def test_transformers_whisper_and_a_local_llm_folder(tiny_qwen2_audio, tmp_path):
+    from builders import build_tiny_causal_lm, build_tiny_whisper
+    from lm_eval.api.instance import Instance
+
+    lm = CascadeLM(
+        asr=str(build_tiny_whisper(tmp_path / "whisper")), asr_backend="auto", asr_beam_size=1,
+        llm=str(build_tiny_causal_lm(tmp_path / "llm", tiny_qwen2_audio)), device="cpu", batch_size=2,
+    )
+    assert lm.asr.backend == "transformers"  # no CTranslate2 model.bin in the folder
+    rate = 16000
+    short = {"array": (0.1 * np.sin(np.arange(2 * rate) / 9)).astype(np.float32), "sampling_rate": rate}
+    long = {"array": (0.1 * np.sin(np.arange(35 * rate) / 7)).astype(np.float32), "sampling_rate": rate}
+    assert isinstance(lm.asr.transcribe(long["array"]), str)  # past 30 s: Whisper's long-form decoding
+    gen = {"until": [], "max_gen_toks": 5, "do_sample": False}
+    requests = [Instance("generate_until", {}, ("<audio>Answer.", gen, {"audio": [c]}), 0, ("t", i, 1)) for i, c in enumerate([short, long])]
+    answers = lm.generate_until(requests)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
 
 
 def test_cascade_on_the_demo_sample(cascade):
