@@ -153,25 +153,11 @@ class BenchmarkFiles:
         reported at once, each with its item label.
         """
         base = posixpath.dirname(listed_in)
-        resolved: list[str | None] = []
-        missing = []
         available = None if self.local_root is not None else self._hub_listing(listed_in)
+        resolved, missing = [], []
         for value, item in zip(values, items, strict=True):
             candidates = _candidates(value, base)
-            hit = None
-            for candidate in candidates:
-                if self.local_root is not None:
-                    path = candidate if os.path.isabs(candidate) else str(self.local_root / candidate)
-                    if os.path.isfile(path):
-                        hit = path
-                        break
-                elif os.path.isabs(candidate):
-                    if os.path.isfile(candidate):
-                        hit = candidate
-                        break
-                elif candidate in available:
-                    hit = candidate
-                    break
+            hit = next((found for c in candidates if (found := self._locate(c, available))), None)
             if hit is None:
                 shown = [c if os.path.isabs(c) else self._display(c) for c in candidates]
                 missing.append(f"{item}: {value!r} not found (tried {', '.join(shown)})")
@@ -184,10 +170,18 @@ class BenchmarkFiles:
                 + more
             )
         if self.local_root is None:
-            relative = [p for p in resolved if p is not None and not os.path.isabs(p)]
-            root = self._download(relative)
-            return [Path(p) if os.path.isabs(p) else root / p for p in resolved]
+            root = self._download([p for p in resolved if not os.path.isabs(p)])
+            resolved = [p if os.path.isabs(p) else str(root / p) for p in resolved]
         return [Path(p) for p in resolved]
+
+    def _locate(self, candidate: str, hub_files: set[str] | None) -> str | None:
+        """``candidate`` as a local path, or as a hub path when the hub has it; None if absent."""
+        if os.path.isabs(candidate):
+            return candidate if os.path.isfile(candidate) else None
+        if self.local_root is not None:
+            path = self.local_root / candidate
+            return str(path) if path.is_file() else None
+        return candidate if candidate in hub_files else None
 
     def _display(self, relpath: str) -> str:
         if self.local_root is not None:

@@ -63,7 +63,10 @@ def test_transformers_whisper_and_a_local_llm_folder(tiny_qwen2_audio, tmp_path)
     long = {"array": (0.1 * np.sin(np.arange(35 * rate) / 7)).astype(np.float32), "sampling_rate": rate}
     assert isinstance(lm.asr.transcribe(long["array"]), str)  # past 30 s: Whisper's long-form decoding
     gen = {"until": [], "max_gen_toks": 5, "do_sample": False}
-    requests = [Instance("generate_until", {}, ("<audio>Answer.", gen, {"audio": [c]}), 0, ("t", i, 1)) for i, c in enumerate([short, long])]
+    requests = [
+        Instance("generate_until", {}, ("<audio>Answer.", gen, {"audio": [clip]}), 0, ("t", i, 1))
+        for i, clip in enumerate([short, long])
+    ]
     answers = lm.generate_until(requests)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
 
