@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,23 +73,29 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_jsonl(path: Path, *, label: str | None = None) -> list[dict]:
-    """Read a JSON-lines file; a malformed line is an error naming the file and line."""
-    rows = []
+def iter_jsonl(path: Path, *, label: str | None = None, error: type[ValueError] = DataError) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank line; bad JSON raises ``error`` naming file and line."""
     name = label or str(path)
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield number, json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{name} line {number}: not valid JSON ({err.msg})") from None
-            if isinstance(row, list) and len(row) == 1 and isinstance(row[0], dict):
-                row = row[0]  # SIB's readers accept a one-item list per line
-            if not isinstance(row, dict):
-                raise DataError(f"{name} line {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+                raise error(f"{name} line {number}: not valid JSON ({err.msg})") from None
+
+
+def read_jsonl(path: Path, *, label: str | None = None) -> list[dict]:
+    """The objects of a benchmark's JSON-lines file (one per line)."""
+    rows = []
+    name = label or str(path)
+    for number, row in iter_jsonl(path, label=name):
+        if isinstance(row, list) and len(row) == 1 and isinstance(row[0], dict):
+            row = row[0]  # SIB's readers accept a one-item list per line
+        if not isinstance(row, dict):
+            raise DataError(f"{name} line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
     if not rows:
         raise DataError(f"{name}: no items")
     return rows

@@ -8,6 +8,7 @@ one ``<audio>`` placeholder in the context per clip, clips at their native rate.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -103,8 +104,6 @@ class SpeechLM(LM):
 
     # -- data parallel (accelerate launch -m lm_eval ...) ---------------------------------
     def _setup_parallel(self, device: str | None):
-        import os
-
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return resolve_device(device)
         from accelerate import Accelerator, InitProcessGroupKwargs

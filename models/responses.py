@@ -26,6 +26,7 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import handle_non_serializable
 
+from lm_eval_speech.data import iter_jsonl
 from lm_eval_speech.models._base import unsupported_requests
 from lm_eval_speech.outcomes import FailedGeneration
 
@@ -72,17 +73,10 @@ class ResponsesLM(LM):
         return [(file, task) for task, (_, file) in sorted(newest.items())]
 
     def _lines(self, file: Path):
-        with open(file, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ReplayError(f"{file} line {number}: not valid JSON ({err.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get("doc_id"), int) or isinstance(record.get("doc_id"), bool):
-                    raise ReplayError(f"{file} line {number}: needs an integer 'doc_id'")
-                yield number, record
+        for number, record in iter_jsonl(file, error=ReplayError):
+            if not isinstance(record, dict) or not isinstance(record.get("doc_id"), int) or isinstance(record.get("doc_id"), bool):
+                raise ReplayError(f"{file} line {number}: needs an integer 'doc_id'")
+            yield number, record
 
     def _store(self, key, responses: list[str], where: str, doc: dict | None = None) -> None:
         if key in self._responses:

@@ -302,16 +302,28 @@ def _build_all(instruction_ids, kwargs_list, prompt):
     return [build_instruction(i, k, prompt) for i, k in zip(instruction_ids, kwargs_list, strict=True)]
 
 
+def _strict(checkers, response) -> list[bool]:
+    return [bool(response.strip() and c.check_following(response)) for c in checkers]
+
+
+def _loose(checkers, response) -> list[bool]:
+    lines = response.split("\n")
+    trimmed = ["\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()]
+    variants = [response, response.replace("*", ""), *trimmed, *(t.replace("*", "") for t in trimmed)]
+    return [any(v.strip() and c.check_following(v) for v in variants) for c in checkers]
+
+
 def follows_strict(instruction_ids, kwargs_list, prompt, response) -> list[bool]:
     """IFEval/SIB strict: a blank response fails, else each checker on the response as is."""
-    checkers = _build_all(instruction_ids, kwargs_list, prompt)
-    return [bool(response.strip() and c.check_following(response)) for c in checkers]
+    return _strict(_build_all(instruction_ids, kwargs_list, prompt), response)
 
 
 def follows_loose(instruction_ids, kwargs_list, prompt, response) -> list[bool]:
     """IFEval/SIB loose: followed if any of 8 variants (first/last line dropped, ``*`` removed) passes."""
-    lines = response.split("\n")
-    trimmed = ["\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()]
-    variants = [response, response.replace("*", ""), *trimmed, *(t.replace("*", "") for t in trimmed)]
+    return _loose(_build_all(instruction_ids, kwargs_list, prompt), response)
+
+
+def follows(instruction_ids, kwargs_list, prompt, response) -> tuple[list[bool], list[bool]]:
+    """Strict and loose verdicts together, each checker built once (its checks keep no state)."""
     checkers = _build_all(instruction_ids, kwargs_list, prompt)
-    return [any(v.strip() and c.check_following(v) for v in variants) for c in checkers]
+    return _strict(checkers, response), _loose(checkers, response)

@@ -183,8 +183,7 @@ def process_results(doc: dict, results: list[str]) -> dict:
         logger.warning("speechinstruct %s: no response (%s); left out of the scores", doc["label"], response.reason)
         return {"failed_items": 1}
     ids, kwargs = doc["instruction_id_list"], json.loads(doc["kwargs"])
-    strict = checkers.follows_strict(ids, kwargs, doc["prompt"], response)
-    loose = checkers.follows_loose(ids, kwargs, doc["prompt"], response)
+    strict, loose = checkers.follows(ids, kwargs, doc["prompt"], response)
     return {
         "prompt_level_strict_acc": all(strict),
         "inst_level_strict_acc": strict,
