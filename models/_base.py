@@ -104,20 +104,23 @@ class SpeechLM(LM):
 
     # -- data parallel (accelerate launch -m lm_eval ...) ---------------------------------
     def _setup_parallel(self, device: str | None):
+        resolved = resolve_device(device)
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return resolve_device(device)
+            return resolved
         from accelerate import Accelerator, InitProcessGroupKwargs
 
         # On a machine without GPUs the processes talk over gloo (accelerate's MULTI_CPU).
-        cpu = resolve_device(device).type == "cpu"
-        accelerator = Accelerator(cpu=cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
-        if accelerator.num_processes > 1:
-            self.accelerator = accelerator
-            self._rank = accelerator.local_process_index
-            self._world_size = accelerator.num_processes
-            logger.info("data parallel: rank %d of %d on %s", self._rank, self._world_size, accelerator.device)
-            return accelerator.device
-        return resolve_device(device)
+        accelerator = Accelerator(
+            cpu=resolved.type == "cpu", kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))]
+        )
+        if accelerator.num_processes <= 1:
+            return resolved
+        self.accelerator = accelerator
+        # The global index: lm_eval shards docs by rank over all processes, across machines too.
+        self._rank = accelerator.process_index
+        self._world_size = accelerator.num_processes
+        logger.info("data parallel: rank %d of %d on %s", self._rank, self._world_size, accelerator.device)
+        return accelerator.device
 
     @property
     def device(self):
