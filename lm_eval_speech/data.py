@@ -86,8 +86,8 @@ def iter_jsonl(path: Path, *, label: str | None = None, error: type[ValueError] 
                 raise error(f"{name} line {number}: not valid JSON ({err.msg})") from None
 
 
-def read_jsonl(path: Path, *, label: str | None = None) -> list[dict]:
-    """The objects of a benchmark's JSON-lines file (one per line)."""
+def read_jsonl_lines(path: Path, *, label: str | None = None) -> list[tuple[int, dict]]:
+    """(line number, object) of each item of a benchmark's JSON-lines file, blank lines skipped."""
     rows = []
     name = label or str(path)
     for number, row in iter_jsonl(path, label=name):
@@ -95,10 +95,15 @@ def read_jsonl(path: Path, *, label: str | None = None) -> list[dict]:
             row = row[0]  # SIB's readers accept a one-item list per line
         if not isinstance(row, dict):
             raise DataError(f"{name} line {number}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+        rows.append((number, row))
     if not rows:
         raise DataError(f"{name}: no items")
     return rows
+
+
+def read_jsonl(path: Path, *, label: str | None = None) -> list[dict]:
+    """The objects of a benchmark's JSON-lines file (one per line)."""
+    return [row for _, row in read_jsonl_lines(path, label=label)]
 
 
 class BenchmarkFiles:

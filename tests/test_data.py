@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_speech.data import BenchmarkFiles, DataError, HubSource, flag, read_jsonl
+from lm_eval_speech.data import BenchmarkFiles, DataError, HubSource, flag, read_jsonl, read_jsonl_lines
 
 HUB = HubSource("someone/bench")
 
@@ -69,6 +69,12 @@ def test_read_jsonl_names_bad_lines(tmp_path):
         read_jsonl(path)
     path.write_text('[{"a": 1}]\n', encoding="utf-8")  # SIB's readers accept a one-item list per line
     assert read_jsonl(path) == [{"a": 1}]
+
+
+def test_line_numbers_count_blank_lines(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n', encoding="utf-8")
+    assert read_jsonl_lines(path) == [(1, {"a": 1}), (3, {"a": 2})]
 
 
 @pytest.mark.parametrize("value, expected", [(True, True), ("false", False), ("1", True), (0, False)])

@@ -45,11 +45,12 @@ def load_closed_ended(language: str, variant: str, **metadata) -> datasets.Datas
     relpath = f"closed-ended/closed_{variant}_{LANGUAGE_FILE_TAGS[language]}.jsonl"
     files = data.BenchmarkFiles(metadata, SIB_HUB, benchmark=name)
     path = files.file(relpath)
-    rows = data.read_jsonl(path, label=str(path))
+    rows = data.read_jsonl_lines(path, label=str(path))
 
     docs, invalid = [], []
-    for row_index, row in enumerate(rows):
-        label = f"{relpath} line {row_index + 1} (key={row.get('key')!r})"
+    for row_index, (line, row) in enumerate(rows):
+        # The file's own line number: blank lines are skipped, so it can differ from row_index + 1.
+        label = f"{relpath} line {line} (key={row.get('key')!r})"
         problem = _validate_row(row)
         if problem:
             invalid.append(f"{label}: {problem}")
