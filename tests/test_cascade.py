@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 from lm_eval.tasks import TaskManager
 
-from lm_eval_speech.models.cascade import CascadeLM, bundled_smollm2_gguf, bundled_whisper_tiny_en
+from lm_eval_speech.bundled import bundled_smollm2_gguf, bundled_whisper_tiny_en
+from lm_eval_speech.models.cascade import CascadeLM
 
 from conftest import DEMO_SIB, TASKS_DIR
 
