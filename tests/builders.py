@@ -200,3 +200,54 @@ def write_sib_closed(root: Path, languages=("en", "zh"), variants=VARIANTS) -> P
                 for line in lines:
                     handle.write(json.dumps(line, ensure_ascii=False) + "\n")
     return root
+
+
+# SIB open-ended and adjustment fixture items: (key, prompt, decomposed questions or None).
+SIB_OPEN_ITEMS = {
+    "en": [
+        (
+            1,
+            "Write a two-line poem about rain that mentions an umbrella.",
+            "1. Is the text a poem about rain?\n2. Does it have two lines?\n3. Does it mention an umbrella?",
+        ),
+        (2, "Describe a cat in one sentence.", "1. Does the text describe a cat?\n2. Is it one sentence?"),
+        (3, "List three fruits, each on its own line.", "1. Are there three fruits?\n2. Is each fruit on its own line?"),
+    ],
+    "zh": [
+        (1, "写一句关于春天的话。", "1. 内容是否关于春天？\n2. 是否只有一句话？"),
+        (2, "用三个词形容大海。", "1. 是否有三个词？\n2. 是否形容大海？"),
+    ],
+}
+SIB_ADJUST_ITEMS = {
+    "en": [
+        (1, "Tell me a fact about the moon, no wait, about the sun."),
+        (2, "Give me two tips for sleep, actually make it three tips."),
+        (3, "Write a haiku about winter, oh sorry, about summer."),
+    ],
+    "zh": [
+        (1, "给我讲一个关于月亮的事实，不对，是关于太阳的。"),
+        (2, "推荐两本书，哦不，推荐三本书。"),
+    ],
+}
+
+
+def write_sib_judged(root: Path, languages=("en", "zh")) -> Path:
+    """SIB's open-ended and adjustment layout (``open-ended/open_ended_{en|cn}.jsonl`` ...) with tones."""
+    for language in languages:
+        tag = LANGUAGE_TAGS[language]
+        for folder, stem, items in (("open-ended", "open_ended", SIB_OPEN_ITEMS), ("adjustment", "adjustment", SIB_ADJUST_ITEMS)):
+            lines = []
+            for item in items[language]:
+                key, prompt = item[0], item[1]
+                relative = f"{folder}/{tag}/{key}.wav"
+                path = root / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, tone(0.5 + 0.2 * key, 16000, 300.0 + 50 * key, 1, 0.0, key), 16000)
+                line = {"key": key, "prompt": prompt, "audio_path": relative}
+                if len(item) > 2:
+                    line["decomposed_questions"] = item[2]
+                lines.append(line)
+            with open(root / folder / f"{stem}_{tag}.jsonl", "w", encoding="utf-8") as handle:
+                for line in lines:
+                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return root

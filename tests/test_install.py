@@ -21,6 +21,8 @@ pytestmark = pytest.mark.slow
 CHECK = """
 import importlib.util, json
 import lm_eval_speech, lm_eval_speech.models.qwen2_audio as q
+import lm_eval_speech.judge.runner, lm_eval_speech.report, lm_eval_speech.tasks.speechinstruct.judge_prompts  # the wheel holds them
+assert importlib.util.find_spec("lm_eval_speech.tasks.speechinstruct.judged") is not None
 from lm_eval.api.registry import get_model
 from lm_eval.tasks import TaskManager
 index = TaskManager(include_defaults=False).task_index
@@ -66,6 +68,6 @@ def test_wheel_install(tmp_path):
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["package"].startswith(str(site)) and found["model_module"].startswith(str(site))
     assert found["generic_names"] == []
-    assert len(found["tasks"]) == 13
+    assert len(found["tasks"]) == 17  # 14 tasks + 3 groups
     assert found["task_yaml"].startswith(str(site / "lm_eval_speech" / "tasks"))
     assert found["models"] == ["HFLM", "Qwen2AudioLM", "ResponsesLM", "CascadeLM"]
