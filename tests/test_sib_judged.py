@@ -162,7 +162,8 @@ def test_open_ended_metrics_match_hand_computed(judged_data, tmp_path):
     with FakeOpenAI(responder=_judge_by_answer(OPEN_SCRIPT)) as server:
         results = _evaluate(["speechinstruct_open_en"], responses, judged_data, server, tmp_path / "cache.sqlite")
         assert server.calls == 3  # one request with n=4 per item
-        body = server.requests[0]["body"]
+        # the three calls run concurrently: find item 1's by its content
+        [body] = [r["body"] for r in server.requests if "rain answer" in r["body"]["messages"][1]["content"]]
     found = _metrics(results, "speechinstruct_open_en")
     # scored items: 1 and 2. P.Acc = 1/2; I.Acc = (2 + 2) / (3 + 2)
     assert found["prompt_level_acc"] == pytest.approx(1 / 2)

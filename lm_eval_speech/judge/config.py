@@ -27,6 +27,7 @@ from lm_eval_speech.paths import cache_root
 JUDGE_KEY = "judge"
 JUDGES_KEY = "judges"
 DEFAULT_JUDGE_KEY = "default_judge"
+DEFAULT_JUDGES_KEY = "default_judges"
 CACHE_KEY = "judge_cache"
 CACHE_ENV = "LM_EVAL_SPEECH_JUDGE_CACHE"
 
@@ -167,19 +168,25 @@ def judge_from_dict(settings: dict, *, base: dict | None = None, where: str = "j
 
 
 def resolve_judges(metadata: dict, *, task: str) -> list[JudgeConfig]:
-    """The judges of one task: its ``default_judge``, overridden by ``judge`` or replaced by ``judges``."""
-    default = metadata.get(DEFAULT_JUDGE_KEY)
-    if not isinstance(default, dict):
-        raise JudgeConfigError(f"{task}: the task YAML declares no metadata.{DEFAULT_JUDGE_KEY}")
+    """The judges of one task: its defaults (``default_judge``, or the list ``default_judges``),
+    overridden by ``judge`` (one judge) or replaced by ``judges`` (a list), each laid over the
+    first default so the benchmark's sampling settings stay unless named."""
+    if isinstance(metadata.get(DEFAULT_JUDGES_KEY), list) and metadata[DEFAULT_JUDGES_KEY]:
+        defaults = metadata[DEFAULT_JUDGES_KEY]
+    elif isinstance(metadata.get(DEFAULT_JUDGE_KEY), dict):
+        defaults = [metadata[DEFAULT_JUDGE_KEY]]
+    else:
+        raise JudgeConfigError(f"{task}: the task YAML declares no metadata.{DEFAULT_JUDGE_KEY} or {DEFAULT_JUDGES_KEY}")
+    base = defaults[0]
     if metadata.get(JUDGES_KEY) is not None:
         listed = metadata[JUDGES_KEY]
         if not isinstance(listed, list) or not listed:
             raise JudgeConfigError(f"{task}: --metadata {JUDGES_KEY} must be a non-empty list of judge settings")
-        judges = [judge_from_dict(j, base=default, where=f"{task}: {JUDGES_KEY}[{i}]") for i, j in enumerate(listed)]
+        judges = [judge_from_dict(j, base=base, where=f"{task}: {JUDGES_KEY}[{i}]") for i, j in enumerate(listed)]
     elif metadata.get(JUDGE_KEY) is not None:
-        judges = [judge_from_dict(metadata[JUDGE_KEY], base=default, where=f"{task}: {JUDGE_KEY}")]
+        judges = [judge_from_dict(metadata[JUDGE_KEY], base=base, where=f"{task}: {JUDGE_KEY}")]
     else:
-        judges = [judge_from_dict({}, base=default, where=f"{task}: {DEFAULT_JUDGE_KEY}")]
+        judges = [judge_from_dict(d, where=f"{task}: {DEFAULT_JUDGES_KEY}[{i}]") for i, d in enumerate(defaults)]
     names = [j.name for j in judges]
     if len(set(names)) != len(names):
         raise JudgeConfigError(f"{task}: judges need distinct names (set \"name\"), got {names}")

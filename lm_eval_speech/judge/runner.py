@@ -68,6 +68,16 @@ class JudgeStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def run_coroutine(coroutine):
+    """Run a coroutine to completion from synchronous code, even where a loop already runs (notebooks)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def estimated_cost(stats: JudgeStats, prices: tuple[float, float] | None) -> float | None:
     if prices is None:
         return None
@@ -85,13 +95,13 @@ class Judge:
     def run(self, requests: Sequence[JudgeRequest], *, desc: str | None = None) -> list[list[JudgeOutput]]:
         if not requests:
             return []
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._run(list(requests), desc))
-        # Called from inside an event loop (a notebook): judge on a thread with its own loop.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, self._run(list(requests), desc)).result()
+        return run_coroutine(self.arun(requests, desc=desc))
+
+    async def arun(self, requests: Sequence[JudgeRequest], *, desc: str | None = None) -> list[list[JudgeOutput]]:
+        """As :meth:`run`, inside a running event loop (several judges can then work at once)."""
+        if not requests:
+            return []
+        return await self._run(list(requests), desc)
 
     async def _run(self, requests: list[JudgeRequest], desc: str | None) -> list[list[JudgeOutput]]:
         n = self.config.n

@@ -8,6 +8,7 @@ judge provenance and counts (summed over data-parallel ranks) into the task's re
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from typing import Sequence
@@ -16,7 +17,7 @@ from lm_eval_speech import data
 from lm_eval_speech.judge.backends import make_backend, preload_sdk
 from lm_eval_speech.judge.cache import JudgeCache
 from lm_eval_speech.judge.config import JudgeConfigError, cache_path, resolve_judges, template_sha256
-from lm_eval_speech.judge.runner import Judge, JudgeOutput, JudgeRequest, JudgeStats, estimated_cost
+from lm_eval_speech.judge.runner import Judge, JudgeOutput, JudgeRequest, JudgeStats, estimated_cost, run_coroutine
 
 _REGISTRY: dict[str, TaskJudging] = {}
 _CACHES: dict[str, JudgeCache] = {}
@@ -48,6 +49,18 @@ class TaskJudging:
     def run(self, requests: Sequence[JudgeRequest], judge: int = 0) -> list[list[JudgeOutput]]:
         """``n`` outputs per request from one judge (by position in the task's judge list)."""
         return self.judges[judge].run(requests, desc=f"{self.task}: judge {self.configs[judge].name}")
+
+    def run_each(self, requests_by_judge: dict[int, Sequence[JudgeRequest]]) -> dict[int, list[list[JudgeOutput]]]:
+        """Several judges at once, each on its own requests (judges usually sit on different servers)."""
+
+        async def all_judges():
+            indexes = list(requests_by_judge)
+            outputs = await asyncio.gather(
+                *(self.judges[i].arun(requests_by_judge[i], desc=f"{self.task}: judge {self.configs[i].name}") for i in indexes)
+            )
+            return dict(zip(indexes, outputs))
+
+        return run_coroutine(all_judges())
 
     def count(self, **counts: int) -> None:
         """Task-level counts for the results (parse failures, items left unscored, ...)."""
@@ -105,6 +118,10 @@ def register(
     setup = TaskJudging(task, metadata, templates, max_judges=max_judges, options=options)
     _REGISTRY[task] = setup
     return setup
+
+
+def registered(task: str) -> TaskJudging | None:
+    return _REGISTRY.get(task)
 
 
 def for_docs(docs: Sequence[dict]) -> TaskJudging:
