@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/plugin_startup.py
 	$(BIN)/python benchmarks/audio_decode.py
 	$(BIN)/python benchmarks/judge_throughput.py
+	$(BIN)/python benchmarks/jasco_judging.py
 
 lint: install
 	$(BIN)/pip install -q flake8

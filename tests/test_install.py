@@ -30,7 +30,7 @@ print(json.dumps({
     "package": lm_eval_speech.__file__,
     "model_module": q.__file__,
     "generic_names": [n for n in ("models", "speech_tasks", "tasks", "utils") if importlib.util.find_spec(n)],
-    "tasks": sorted(n for n in index if n.startswith("speechinstruct")),
+    "tasks": sorted(n for n in index if n.startswith(("speechinstruct", "jasco"))),
     "task_yaml": str(index["speechinstruct_close_en_standard"].yaml_path),
     "models": [get_model(n).__name__ for n in ("hf", "qwen2_audio", "responses", "cascade")],
 }))
@@ -68,6 +68,7 @@ def test_wheel_install(tmp_path):
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["package"].startswith(str(site)) and found["model_module"].startswith(str(site))
     assert found["generic_names"] == []
-    assert len(found["tasks"]) == 17  # 14 tasks + 3 groups
+    assert len(found["tasks"]) == 18  # 15 tasks + 3 groups
+    assert "jasco" in found["tasks"]
     assert found["task_yaml"].startswith(str(site / "lm_eval_speech" / "tasks"))
     assert found["models"] == ["HFLM", "Qwen2AudioLM", "ResponsesLM", "CascadeLM"]

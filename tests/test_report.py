@@ -100,6 +100,11 @@ def write_results(
         del data["date"]
     if model_name is None:
         del data["model_name"]
+    return save_results(output_path, data, stamp)
+
+
+def save_results(output_path: Path, data: dict, stamp: str) -> Path:
+    """Where lm_eval's tracker writes a results file: OUT/<model_name_sanitized>/results_<stamp>.json."""
     folder = output_path / data["model_name_sanitized"]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"results_{stamp}.json"
@@ -277,13 +282,13 @@ def test_a_file_without_sib_tasks_is_skipped_with_a_warning(runs, tmp_path):
     other = write_results(tmp_path / "other", {"gsm8k": {"alias": "gsm8k", "exact_match,strict-match": 0.5}}, model_name="x", date=LATER)
     warnings: list[str] = []
     [report] = build_reports([other, runs["glm"]], warn=warnings.append)
-    assert warnings == [f"{other}: no SpeechInstructBench tasks in its results; skipped"]
+    assert warnings == [f"{other}: no SpeechInstructBench / JASCO tasks in its results; skipped"]
     assert "| x |" not in report.markdown
 
 
 def test_no_sib_tasks_anywhere_is_an_error(tmp_path):
     other = write_results(tmp_path, {"gsm8k": {"exact_match,strict-match": 0.5}}, model_name="x", date=LATER)
-    with pytest.raises(ReportError, match="no SpeechInstructBench results"):
+    with pytest.raises(ReportError, match="no SpeechInstructBench / JASCO results"):
         build_reports([other], warn=lambda message: None)
 
 
@@ -326,8 +331,8 @@ def test_cli_exits_2_when_no_input_has_sib_tasks(tmp_path, capsys):
     other = write_results(tmp_path, {"gsm8k": {"exact_match,strict-match": 0.5}}, model_name="x", date=LATER)
     assert main(["report", str(other)]) == 2
     err = capsys.readouterr().err
-    assert f"warning: {other}: no SpeechInstructBench tasks" in err
-    assert "error: no SpeechInstructBench results" in err
+    assert f"warning: {other}: no SpeechInstructBench / JASCO tasks" in err
+    assert "error: no SpeechInstructBench / JASCO results" in err
 
 
 def test_cli_rejects_an_unknown_benchmark(runs):
