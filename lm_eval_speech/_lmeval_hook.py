@@ -9,7 +9,10 @@ lm_eval itself imports ``lm_eval.models`` or ``lm_eval.tasks.manager``; then it
 * registers every ``lm_eval.models`` entry point as a lazy ``"module:Class"`` placeholder
   (built-in names such as ``hf`` or ``dummy`` are never replaced), and
 * adds every ``lm_eval.tasks`` package directory to ``TaskManager``'s search path, before the
-  user's ``--include_path`` (so the user's tasks still win, as upstream orders them).
+  user's ``--include_path`` (so the user's tasks still win, as upstream orders them), and
+* teaches ``--use_cache``'s request hashing (``lm_eval.api.model``) numpy arrays: lm-eval 0.4.13
+  digests bytes and PIL images but raises on the audio arrays of multimodal requests; an array
+  is keyed by its dtype, shape and bytes, so equal audio hits and any change misses.
 
 It steps aside where lm_eval discovers plugins natively, and ``LM_EVAL_SPEECH_DISABLE_HOOK=1``
 switches it off. Only ``os`` and ``sys`` are imported here: this runs in every interpreter.
@@ -79,9 +82,30 @@ def _add_plugin_task_dirs(manager_module):
     task_manager.__init__ = __init__
 
 
+def _hash_arrays_in_cache_keys(model_module):
+    original = getattr(model_module, "_multimodal_cache_default", None)
+    if original is None or getattr(original, "handles_arrays", False):
+        return
+
+    def default(obj):
+        if type(obj).__module__ == "numpy" and hasattr(obj, "tobytes") and hasattr(obj, "shape"):
+            import hashlib
+
+            import numpy
+
+            array = numpy.ascontiguousarray(obj)
+            digest = hashlib.sha256(f"{array.dtype.str}|{array.shape}|".encode() + array.tobytes()).hexdigest()
+            return {"__ndarray_sha256__": digest}
+        return original(obj)
+
+    default.handles_arrays = True
+    model_module._multimodal_cache_default = default
+
+
 _AFTER_IMPORT = {
     "lm_eval.models": _register_plugin_models,
     "lm_eval.tasks.manager": _add_plugin_task_dirs,
+    "lm_eval.api.model": _hash_arrays_in_cache_keys,
 }
 
 

@@ -97,3 +97,35 @@ def test_interpreters_that_never_import_lm_eval_load_nothing_of_it():
     done = run([sys.executable, "-c", code])
     assert done.returncode == 0
     assert done.stdout.strip() == "['lm_eval_speech', 'lm_eval_speech._lmeval_hook']"
+
+
+def test_use_cache_replays_audio_requests_by_content(tiny_qwen2_audio, sib_data, tmp_path):
+    # lm-eval 0.4.13's --use_cache raised on the numpy audio in requests; the hook keys arrays by content.
+    def evaluate(name: str, data_dir: Path):
+        done = lm_eval(
+            "--tasks", "speechinstruct_close_en_standard", "--model", "qwen2_audio",
+            "--model_args", f"pretrained={tiny_qwen2_audio}", "--metadata", json.dumps({"data_dir": str(data_dir)}),
+            "--gen_kwargs", "max_gen_toks=6", "--use_cache", str(tmp_path / "cache" / "lm"),
+            "--output_path", str(tmp_path / name), cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stderr, results_file(tmp_path / name)["results"]["speechinstruct_close_en_standard"]
+
+    first_log, first = evaluate("first", sib_data)
+    assert "Cached requests: 0, Requests remaining: 4" in first_log
+    second_log, second = evaluate("second", sib_data)
+    assert "Cached requests: 4, Requests remaining: 0" in second_log
+    assert second == first
+
+    # Same prompts, other audio: every request misses.
+    import shutil
+
+    import soundfile as sf
+
+    changed = tmp_path / "changed"
+    shutil.copytree(sib_data, changed)
+    for path in (changed / "closed-ended" / "en" / "standard").glob("*.wav"):
+        clip, rate = sf.read(path, dtype="float32")
+        sf.write(path, clip * 0.5, rate)
+    third_log, _ = evaluate("third", changed)
+    assert "Cached requests: 0, Requests remaining: 4" in third_log
