@@ -28,7 +28,6 @@ CORPUS = [
 def build_tiny_qwen2_audio(out: Path, seed: int = 0) -> Path:
     """A ~130k-parameter random Qwen2-Audio with a trained byte-level BPE, saved like a hub checkpoint."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         Qwen2AudioConfig,
         Qwen2AudioEncoderConfig,
@@ -40,14 +39,7 @@ def build_tiny_qwen2_audio(out: Path, seed: int = 0) -> Path:
     )
 
     torch.manual_seed(seed)
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600, min_frequency=2, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=SPECIAL_TOKENS,
-    )
-    bpe.train_from_iterator(CORPUS, trainer)
+    bpe = _trained_bpe(SPECIAL_TOKENS)
     merges = json.loads(bpe.to_str())["model"]["merges"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in merges]
     tokenizer = Qwen2Tokenizer(
@@ -68,13 +60,7 @@ def build_tiny_qwen2_audio(out: Path, seed: int = 0) -> Path:
         ),
         audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
     )
-    model = Qwen2AudioForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = eos
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return _save_tiny(Qwen2AudioForConditionalGeneration(config), processor, tokenizer, eos, out)
 
 
 def build_tiny_whisper(out: Path, seed: int = 0) -> Path:
@@ -251,3 +237,107 @@ def write_sib_judged(root: Path, languages=("en", "zh")) -> Path:
                 for line in lines:
                     handle.write(json.dumps(line, ensure_ascii=False) + "\n")
     return root
+
+
+# -- other audio-text-to-text architectures for the generic hf_audio wrapper ----------------------
+# Chat templates modelled on the released ones: an audio content part becomes the processor's audio
+# token, which the processor then expands to one token per encoder frame.
+AUDIOFLAMINGO3_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'audio' %}<sound>{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+GLMASR_CHAT_TEMPLATE = (
+    "[gMASK]<sop>{% for message in messages %}<|{{ message['role'] }}|>\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'audio' %}<|begin_of_audio|><|pad|><|end_of_audio|>{% elif content['type'] == 'text' %}"
+    "{{ content['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _trained_bpe(special_tokens: list[str]):
+    """A byte-level BPE (600 tokens) trained on CORPUS, the special tokens first."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, min_frequency=2, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=special_tokens,
+    )
+    bpe.train_from_iterator(CORPUS, trainer)
+    return bpe
+
+
+def _tiny_tokenizer(special_tokens: list[str], eos: str, pad: str):
+    """A byte-level BPE trained on CORPUS with the given special tokens (first one: unk)."""
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = _trained_bpe(special_tokens)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token=special_tokens[0], eos_token=eos, pad_token=pad)
+    tokenizer.add_special_tokens({"additional_special_tokens": [t for t in special_tokens if t not in (eos, pad)]})
+    return tokenizer
+
+
+def _tiny_text_config(kind: str, tokenizer, eos: int):
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(
+        kind, vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+        bos_token_id=None, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _save_tiny(model, processor, tokenizer, eos: int, out: Path) -> Path:
+    model.eval()
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_tiny_audioflamingo3(out: Path, seed: int = 0) -> Path:
+    """A tiny random AudioFlamingo3 (Whisper-style encoder + Qwen2 text model), ``<sound>`` as audio token."""
+    import torch
+    from transformers import AudioFlamingo3Config, AudioFlamingo3ForConditionalGeneration, AudioFlamingo3Processor
+    from transformers import WhisperFeatureExtractor
+
+    torch.manual_seed(seed)
+    tokenizer = _tiny_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<sound>"], "<|im_end|>", "<|endoftext|>")
+    extractor = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=30, return_attention_mask=True)
+    processor = AudioFlamingo3Processor(feature_extractor=extractor, tokenizer=tokenizer, chat_template=AUDIOFLAMINGO3_CHAT_TEMPLATE)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = AudioFlamingo3Config(
+        audio_config={"model_type": "audioflamingo3_encoder", "num_mel_bins": 128, "num_hidden_layers": 2,
+                      "num_attention_heads": 2, "intermediate_size": 64, "hidden_size": 32, "max_source_positions": 1500},
+        text_config=_tiny_text_config("qwen2", tokenizer, eos),
+        audio_token_id=tokenizer.convert_tokens_to_ids("<sound>"),
+    )
+    return _save_tiny(AudioFlamingo3ForConditionalGeneration(config), processor, tokenizer, eos, out)
+
+
+def build_tiny_glmasr(out: Path, seed: int = 0) -> Path:
+    """A tiny random GLM-ASR (rotary Whisper-style encoder + Llama text model), ``<|pad|>`` as audio token."""
+    import torch
+    from transformers import GlmAsrConfig, GlmAsrForConditionalGeneration, GlmAsrProcessor, WhisperFeatureExtractor
+
+    torch.manual_seed(seed)
+    specials = ["<|endoftext|>", "[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|begin_of_audio|>",
+                "<|end_of_audio|>", "<|pad|>"]
+    tokenizer = _tiny_tokenizer(specials, "<|user|>", "<|endoftext|>")
+    extractor = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=30, return_attention_mask=True)
+    processor = GlmAsrProcessor(feature_extractor=extractor, tokenizer=tokenizer, chat_template=GLMASR_CHAT_TEMPLATE)
+    eos = tokenizer.convert_tokens_to_ids("<|user|>")
+    config = GlmAsrConfig(
+        audio_config={"model_type": "glmasr_encoder", "num_mel_bins": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                      "intermediate_size": 64, "hidden_size": 32, "max_position_embeddings": 1500},
+        text_config=_tiny_text_config("llama", tokenizer, eos),
+        audio_token_id=tokenizer.convert_tokens_to_ids("<|pad|>"),
+    )
+    return _save_tiny(GlmAsrForConditionalGeneration(config), processor, tokenizer, eos, out)
