@@ -36,7 +36,7 @@ from lm_eval.models.utils import normalize_gen_kwargs, postprocess_generated_tex
 from lm_eval_speech.audio import clip_array, clip_digest, encode_wav
 from lm_eval_speech.judge import Judge, JudgeConfig, JudgeRequest
 from lm_eval_speech.judge.cache import JudgeCache
-from lm_eval_speech.judge.config import SECRET_HINTS, canonical_json
+from lm_eval_speech.judge.config import cache_file, canonical_json, is_secret_setting
 from lm_eval_speech.models._base import DEFAULT_MAX_GEN_TOKS, request_where, split_audio_prompt, unsupported_requests
 from lm_eval_speech.outcomes import FailedGeneration
 from lm_eval_speech.paths import cache_root
@@ -56,20 +56,9 @@ class OpenAIAudioError(ValueError):
     """A model_arg or a request the model cannot use."""
 
 
-def _cache_setting(value: Any) -> Path | None:
-    if isinstance(value, str) and value.strip().lower() in ("0", "false", "off", "no", "none", ""):
-        value = False
-    if value is False or value is None:
-        return None
-    if value is True or (isinstance(value, str) and value.strip().lower() in ("1", "true", "on", "yes")):
-        return cache_root() / CACHE_FILE
-    return Path(os.path.expanduser(str(value)))
-
-
 def _refuse_secrets(args: dict) -> None:
     for key in args:
-        lowered = key.lower()
-        if key != "api_key_env" and any(hint in lowered for hint in SECRET_HINTS):
+        if is_secret_setting(key):
             raise OpenAIAudioError(
                 f"openai_audio: model_arg {key!r} is not accepted, because lm-eval writes model_args into the results "
                 "file. Put the key in an environment variable and name it with api_key_env (default OPENAI_API_KEY)."
@@ -112,7 +101,7 @@ class OpenAIAudioLM(LM):
         if self.sample_rate < 1:
             raise OpenAIAudioError(f"openai_audio: sample_rate must be a positive integer, not {sample_rate!r}")
         self._config(sampling={}, n=1)  # every setting checked now, not at the first request
-        self.cache_path = _cache_setting(cache)
+        self.cache_path = cache_file(cache, CACHE_FILE)
         self._cache = JudgeCache(self.cache_path) if self.cache_path else None
         self._warned: set[str] = set()  # gen_kwargs already reported as not sent
 

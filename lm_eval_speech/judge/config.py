@@ -195,13 +195,17 @@ def resolve_judges(metadata: dict, *, task: str) -> list[JudgeConfig]:
 
 def cache_path(metadata: dict) -> Path | None:
     """The judge cache file; None when caching is off."""
-    value = metadata.get(CACHE_KEY, os.environ.get(CACHE_ENV, True))
-    if isinstance(value, str) and value.strip().lower() in ("0", "false", "off", "no", "none"):
+    return cache_file(metadata.get(CACHE_KEY, os.environ.get(CACHE_ENV, True)), "judge.sqlite")
+
+
+def cache_file(value: Any, default_name: str) -> Path | None:
+    """A cache setting (true/false, its string forms, or a path) as a file path; None when off."""
+    if isinstance(value, str) and value.strip().lower() in ("", "0", "false", "off", "no", "none"):
         value = False
     if value is False or value is None:
         return None
     if value is True or (isinstance(value, str) and value.strip().lower() in ("1", "true", "on", "yes")):
-        return cache_root() / "judge.sqlite"
+        return cache_root() / default_name
     return Path(os.path.expanduser(str(value)))
 
 
@@ -217,6 +221,12 @@ def canonical_json(value: Any) -> str:
 NESTED_SECRET_NAMES = ("api_key", "apikey", "api-key", "authorization", "password", "secret", "access_token", "token")
 
 
+def is_secret_setting(name: str) -> bool:
+    """A setting name that may hold a credential (``api_key_env`` names a variable, so it is fine)."""
+    lowered = name.lower()
+    return name != "api_key_env" and any(hint in lowered for hint in SECRET_HINTS) and "max_tokens" not in lowered
+
+
 def _refuse_secrets(settings: dict, where: str) -> None:
     nested = settings.get("extra_body")
     if isinstance(nested, dict):
@@ -227,8 +237,7 @@ def _refuse_secrets(settings: dict, where: str) -> None:
                     "Put the key in an environment variable and name it with \"api_key_env\"."
                 )
     for key in settings:
-        lowered = key.lower()
-        if key != "api_key_env" and any(hint in lowered for hint in SECRET_HINTS) and "max_tokens" not in lowered:
+        if is_secret_setting(key):
             raise JudgeConfigError(
                 f"{where}: {key!r} is not accepted here, because --metadata is written into the results file. "
                 "Put the key in an environment variable and name it with \"api_key_env\" (default OPENAI_API_KEY)."

@@ -48,7 +48,7 @@ class TaskJudging:
 
     def run(self, requests: Sequence[JudgeRequest], judge: int = 0) -> list[list[JudgeOutput]]:
         """``n`` outputs per request from one judge (by position in the task's judge list)."""
-        return self.judges[judge].run(requests, desc=f"{self.task}: judge {self.configs[judge].name}")
+        return self.run_each({judge: requests})[judge]
 
     def run_each(self, requests_by_judge: dict[int, Sequence[JudgeRequest]]) -> dict[int, list[list[JudgeOutput]]]:
         """Several judges at once, each on its own requests (judges usually sit on different servers)."""
