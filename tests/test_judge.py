@@ -417,8 +417,10 @@ def start_worker(tmp_path: Path, name: str, config: dict, items, cache: Path, ba
 def test_processes_share_one_cache_file(tmp_path):
     path = tmp_path / "shared.sqlite"
     first, second = range(0, 24), range(12, 36)
-    with FakeOpenAI(responder=echo, latency=0.03) as server:
-        config = {"model": "judge", "base_url": server.base_url, "n": 2, "concurrency": 8}
+    # ~1.5 s of writes per worker (6 waves of 0.25 s): longer than the workers' start-up jitter on a
+    # loaded machine (importing openai alone takes ~1 s), so their writes overlap
+    with FakeOpenAI(responder=echo, latency=0.25) as server:
+        config = {"model": "judge", "base_url": server.base_url, "n": 2, "concurrency": 4}
         # the name is no part of the cache key; the cache records it as the writer of each row
         workers = [start_worker(tmp_path, name, {**config, "name": name}, items, path, barrier=("a", "b"))
                    for name, items in (("a", first), ("b", second))]
