@@ -12,7 +12,9 @@ lm_eval itself imports ``lm_eval.models`` or ``lm_eval.tasks.manager``; then it
   user's ``--include_path`` (so the user's tasks still win, as upstream orders them), and
 * teaches ``--use_cache``'s request hashing (``lm_eval.api.model``) numpy arrays: lm-eval 0.4.13
   digests bytes and PIL images but raises on the audio arrays of multimodal requests; an array
-  is keyed by its dtype, shape and bytes, so equal audio hits and any change misses.
+  is keyed by its dtype, shape and bytes, so equal audio hits and any change misses, and
+* lets speech output (``lm_eval_speech.speech_output``) find the run's ``--output_path`` and
+  adds each logged sample's ``speech_output`` records (path, rate, duration, transcript).
 
 It steps aside where lm_eval discovers plugins natively, and ``LM_EVAL_SPEECH_DISABLE_HOOK=1``
 switches it off. Only ``os`` and ``sys`` are imported here: this runs in every interpreter.
@@ -102,10 +104,40 @@ def _hash_arrays_in_cache_keys(model_module):
     model_module._multimodal_cache_default = default
 
 
+# The --output_path of the EvaluationTracker of this process: where spoken answers are written.
+run_output_path = None
+
+
+def _speech_output_in_samples(tracker_module):
+    tracker = tracker_module.EvaluationTracker
+    if getattr(tracker.save_results_samples, "adds_speech_output", False):
+        return
+    original_init, original_save = tracker.__init__, tracker.save_results_samples
+
+    def __init__(self, *args, **kwargs):
+        global run_output_path
+        original_init(self, *args, **kwargs)
+        run_output_path = kwargs.get("output_path", args[0] if args else None)
+
+    def save_results_samples(self, task_name, samples):
+        from lm_eval_speech.speech_output import SAMPLE_FIELD, sample_records
+
+        for sample in samples:
+            records = sample_records(sample)
+            if records is not None:
+                sample[SAMPLE_FIELD] = records
+        return original_save(self, task_name, samples)
+
+    save_results_samples.adds_speech_output = True
+    tracker.__init__ = __init__
+    tracker.save_results_samples = save_results_samples
+
+
 _AFTER_IMPORT = {
     "lm_eval.models": _register_plugin_models,
     "lm_eval.tasks.manager": _add_plugin_task_dirs,
     "lm_eval.api.model": _hash_arrays_in_cache_keys,
+    "lm_eval.loggers.evaluation_tracker": _speech_output_in_samples,
 }
 
 

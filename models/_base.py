@@ -18,6 +18,7 @@ from lm_eval.models.utils import Collator, normalize_gen_kwargs, postprocess_gen
 from tqdm import tqdm
 
 from lm_eval_speech.audio import duration_seconds
+from lm_eval_speech.speech_output import SpeechOutput, SpokenAnswer, split_speech_kwargs
 
 logger = logging.getLogger("lm_eval_speech.models")
 
@@ -91,8 +92,19 @@ class SpeechLM(LM):
     """lm-eval ``LM`` for local audio-in models, with data parallelism as lm-eval's HFLM does it."""
 
     MULTIMODAL = True
+    # Whether the model can answer in speech (it then implements ``_speak_batch``).
+    SPEAKS = False
 
-    def __init__(self, device: str | None = None, batch_size: int | str = 1, **unused: Any) -> None:
+    def __init__(
+        self,
+        device: str | None = None,
+        batch_size: int | str = 1,
+        speech_output: str = "auto",
+        speech_dir: str | None = None,
+        speech_asr: str | None = None,
+        speech_asr_language: str | None = None,
+        **unused: Any,
+    ) -> None:
         super().__init__()
         if unused:
             logger.warning("%s ignores model_args %s", type(self).__name__, sorted(unused))
@@ -101,6 +113,12 @@ class SpeechLM(LM):
         self.batch_size = int(batch_size)
         self._rank, self._world_size, self.accelerator = 0, 1, None
         self._device = self._setup_parallel(device)
+        self.speech = SpeechOutput(
+            type(self).__name__, mode=speech_output, directory=speech_dir, asr=speech_asr,
+            asr_language=speech_asr_language, device=self._device,
+        )
+        if speech_output == "always" and not self.SPEAKS:
+            raise ValueError(f"{type(self).__name__} answers in text only: speech_output=always cannot be met")
 
     # -- data parallel (accelerate launch -m lm_eval ...) ---------------------------------
     def _setup_parallel(self, device: str | None):
@@ -182,15 +200,30 @@ class SpeechLM(LM):
         results = []
         progress = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc=f"{type(self).__name__}")
         for batch in collator.get_batched(n=self.batch_size):
-            settings = normalize_gen_kwargs(batch[0].args[1], default_max_gen_toks=DEFAULT_MAX_GEN_TOKS)
-            outputs = self._generate_batch(batch, settings)
-            for request, output in zip(batch, outputs, strict=True):
-                results.append(postprocess_generated_text(output, settings["until"], None))
+            gen_kwargs, ask = split_speech_kwargs(batch[0].args[1])
+            settings = normalize_gen_kwargs(gen_kwargs, default_max_gen_toks=DEFAULT_MAX_GEN_TOKS)
+            if not self.speech.wants_audio(ask):
+                outputs = self._generate_batch(batch, settings)
+                results.extend(postprocess_generated_text(output, settings["until"], None) for output in outputs)
+            else:
+                if not self.SPEAKS:
+                    raise ValueError(
+                        f"{type(self).__name__} answers in text only, but {request_where(batch[0])} asks for a spoken "
+                        "answer: use a speech-out model (cascade, qwen2_5_omni, openai_audio with modalities=text+audio), "
+                        "or --model_args speech_output=never to answer in text"
+                    )
+                for request, spoken in zip(batch, self._speak_batch(batch, settings), strict=True):
+                    text = postprocess_generated_text(spoken.text, settings["until"], None)
+                    results.append(self.speech.respond(request, text, spoken.audio, spoken.sampling_rate, ask))
             progress.update(len(batch))
         progress.close()
         return collator.get_original(results)
 
     def _generate_batch(self, requests: list[Instance], settings: dict) -> list[str]:
+        raise NotImplementedError
+
+    def _speak_batch(self, requests: list[Instance], settings: dict) -> list[SpokenAnswer]:
+        """Text and audio of each request, for models with ``SPEAKS``."""
         raise NotImplementedError
 
 

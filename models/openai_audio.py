@@ -12,6 +12,12 @@ of the scores and counted in ``failed_items``). The cache is its own file,
 ``cache=false`` off); a re-run with the same model, endpoint, prompt, audio and sampling is
 answered from it without a call.
 
+Speech output (see :mod:`lm_eval_speech.speech_output`): when a task asks for a spoken answer
+(or ``speech_output=always``), the request adds ``modalities: ["text", "audio"]`` and
+``audio: {"voice": voice, "format": "wav"}``; the reply's transcript is the text answer and its
+audio is written under the run's output folder. ``voice`` defaults to ``alloy``. Spoken
+replies are cached with their audio.
+
 The API key is read from the environment variable named by ``api_key_env`` (default
 ``OPENAI_API_KEY``); a key given as a model_arg is refused, because lm-eval writes model_args
 into the results file. Being an API model, it does not shard by rank: run one process.
@@ -21,9 +27,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (fills the built-in registry first)
@@ -39,7 +43,7 @@ from lm_eval_speech.judge.cache import JudgeCache
 from lm_eval_speech.judge.config import cache_file, canonical_json, is_secret_setting
 from lm_eval_speech.models._base import DEFAULT_MAX_GEN_TOKS, request_where, split_audio_prompt, unsupported_requests
 from lm_eval_speech.outcomes import FailedGeneration
-from lm_eval_speech.paths import cache_root
+from lm_eval_speech.speech_output import SpeechAsk, SpeechOutput, split_speech_kwargs
 
 logger = logging.getLogger("lm_eval_speech.models")
 
@@ -80,6 +84,11 @@ class OpenAIAudioLM(LM):
         cache: Any = True,
         system_prompt: str | None = None,
         sample_rate: int = 16000,
+        voice: str = "alloy",
+        speech_output: str = "auto",
+        speech_dir: str | None = None,
+        speech_asr: str | None = None,
+        speech_asr_language: str | None = None,
         **unused: Any,
     ) -> None:
         super().__init__()
@@ -88,7 +97,8 @@ class OpenAIAudioLM(LM):
         if unused:
             raise OpenAIAudioError(
                 f"openai_audio: unknown model_args {', '.join(sorted(unused))}; known: model, base_url, api_key_env, "
-                "concurrency, max_retries, timeout, cache, system_prompt, sample_rate"
+                "concurrency, max_retries, timeout, cache, system_prompt, sample_rate, voice, speech_output, speech_dir, "
+                "speech_asr, speech_asr_language"
             )
         self.model = str(model)
         self.base_url = str(base_url) if base_url else None
@@ -100,16 +110,23 @@ class OpenAIAudioLM(LM):
         self.sample_rate = int(sample_rate)
         if self.sample_rate < 1:
             raise OpenAIAudioError(f"openai_audio: sample_rate must be a positive integer, not {sample_rate!r}")
+        self.voice = str(voice)
+        self.speech = SpeechOutput(
+            "openai_audio", mode=speech_output, directory=speech_dir, asr=speech_asr, asr_language=speech_asr_language
+        )
         self._config(sampling={}, n=1)  # every setting checked now, not at the first request
         self.cache_path = cache_file(cache, CACHE_FILE)
         self._cache = JudgeCache(self.cache_path) if self.cache_path else None
         self._warned: set[str] = set()  # gen_kwargs already reported as not sent
 
-    def _config(self, sampling: dict, n: int) -> JudgeConfig:
+    def _config(self, sampling: dict, n: int, speaks: bool = False) -> JudgeConfig:
+        modalities = {"modalities": ["text"]}
+        if speaks:
+            modalities = {"modalities": ["text", "audio"], "audio": {"voice": self.voice, "format": "wav"}}
         return JudgeConfig(
             model=self.model, name=f"openai_audio {self.model}", base_url=self.base_url, api_key_env=self.api_key_env,
             n=n, n_mode="repeat", concurrency=self.concurrency, max_retries=self.max_retries, timeout=self.timeout,
-            extra_body={"modalities": ["text"]}, **sampling,
+            extra_body=modalities, **sampling,
         )
 
     def get_model_info(self) -> dict:
@@ -118,7 +135,8 @@ class OpenAIAudioLM(LM):
         return {
             "openai_audio": {
                 "model": self.model, "endpoint": config.endpoint, "api_key_env": self.api_key_env,
-                "sample_rate": self.sample_rate, "system_prompt": self.system_prompt,
+                "sample_rate": self.sample_rate, "system_prompt": self.system_prompt, "voice": self.voice,
+                "speech_output": self.speech.mode,
                 "cache": str(self.cache_path) if self.cache_path else None,
             }
         }
@@ -140,21 +158,22 @@ class OpenAIAudioLM(LM):
         # Requests with the same sampling share one judge config; identical requests share a call
         # (greedy), or each take their own sample of one n-sample request (sampling, e.g. repeats).
         groups: dict[tuple, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-        settings: dict[tuple, tuple[dict, list[str]]] = {}
+        settings: dict[tuple, tuple[dict, list[str], SpeechAsk]] = {}
         for index, request in enumerate(requests):
-            sampling, stops = self._sampling(request.args[1])
-            key = (canonical_json(sampling), tuple(stops))
-            settings[key] = (sampling, stops)
+            gen_kwargs, ask = split_speech_kwargs(request.args[1])
+            sampling, stops = self._sampling(gen_kwargs)
+            key = (canonical_json(sampling), tuple(stops), ask)
+            settings[key] = (sampling, stops, ask)
             identity = canonical_json([request.args[0], [clip_digest(c) for c in request.args[2]["audio"]]])
             groups[key][identity].append(index)
         results: list[str | None] = [None] * len(requests)
         for key, same in groups.items():
-            sampling, stops = settings[key]
+            sampling, stops, ask = settings[key]
             by_n: dict[int, list[list[int]]] = defaultdict(list)
             for indexes in same.values():
                 by_n[len(indexes) if sampling.get("temperature") else 1].append(indexes)
             for n, items in by_n.items():
-                self._run(requests, items, sampling, stops, n, results)
+                self._run(requests, items, sampling, stops, n, results, ask)
         return results
 
     def _sampling(self, gen_kwargs: dict) -> tuple[dict, list[str]]:
@@ -170,8 +189,10 @@ class OpenAIAudioLM(LM):
             logger.warning("openai_audio: gen_kwargs %s have no chat-completions equivalent and are not sent", ignored)
         return sampling, stops
 
-    def _run(self, requests, items: list[list[int]], sampling: dict, stops: list[str], n: int, results: list) -> None:
-        judge = Judge(self._config(sampling, n), self._cache)
+    def _run(self, requests, items: list[list[int]], sampling: dict, stops: list[str], n: int, results: list,
+             ask: SpeechAsk) -> None:
+        speaks = self.speech.wants_audio(ask)
+        judge = Judge(self._config(sampling, n, speaks), self._cache)
         # messages are built a chunk at a time: base64 audio of a whole task would not fit in memory
         chunk = max(4 * self.concurrency, 64)
         for start in range(0, len(items), chunk):
@@ -183,11 +204,27 @@ class OpenAIAudioLM(LM):
                     output = samples[occurrence % n]
                     if output.error is not None:
                         results[index] = FailedGeneration(f"openai_audio {self.model}: {output.error}")
+                    elif speaks:
+                        results[index] = self._spoken(requests[index], output, stops, ask)
                     else:
                         results[index] = postprocess_generated_text(output.text, stops, None)
         stats = judge.stats
         logger.info("openai_audio %s: %d responses, %d calls, %d from the cache, %d failed",
                     self.model, stats.samples, stats.calls, stats.cache_hits, stats.failures)
+
+    def _spoken(self, request: Instance, output, stops: list[str], ask: SpeechAsk) -> str:
+        import io
+
+        import soundfile as sf
+
+        text = postprocess_generated_text(output.text, stops, None)
+        if not output.audio:
+            return FailedGeneration(f"openai_audio {self.model}: {request_where(request)}: the reply has no audio")
+        try:
+            audio, rate = sf.read(io.BytesIO(base64.b64decode(output.audio)), dtype="float32", always_2d=True)
+        except (ValueError, RuntimeError, sf.LibsndfileError) as error:
+            return FailedGeneration(f"openai_audio {self.model}: {request_where(request)}: unreadable reply audio ({error})")
+        return self.speech.respond(request, text, audio.mean(axis=1), rate, ask)
 
     def _messages(self, request: Instance) -> list[dict]:
         where = request_where(request)

@@ -341,3 +341,139 @@ def build_tiny_glmasr(out: Path, seed: int = 0) -> Path:
         audio_token_id=tokenizer.convert_tokens_to_ids("<|pad|>"),
     )
     return _save_tiny(GlmAsrForConditionalGeneration(config), processor, tokenizer, eos, out)
+
+
+# -- Qwen2.5-Omni: thinker (text) + talker (speech codes) + token2wav (DiT + BigVGAN) ------------
+# Modelled on Qwen2.5-Omni-7B's own template: an audio part becomes <|audio_bos|><|AUDIO|><|audio_eos|>.
+QWEN2_5_OMNI_CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'audio' or 'audio' in content or 'audio_url' in content %}"
+    "{% set audio_count.value = audio_count.value + 1 %}{% if add_audio_id %}Audio {{ audio_count.value }}: {% endif %}"
+    "<|audio_bos|><|AUDIO|><|audio_eos|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# The thinker's vocabulary holds the talker's text markers (<tts_...>) as the real one does.
+QWEN2_5_OMNI_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>",
+    "<|vision_bos|>", "<|vision_eos|>", "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>", "<tts_text_bos_single>",
+]
+QWEN2_5_OMNI_SPEAKERS = ("Chelsie", "Ethan")
+
+
+def build_tiny_qwen2_5_omni(out: Path, seed: int = 0) -> Path:
+    """A ~310k-parameter random Qwen2.5-Omni (thinker + talker + token2wav) saved like the hub checkpoint.
+
+    Saved: the model, its tokenizer (with the chat template), the Whisper feature extractor, and
+    ``spk_dict.pt`` with the two speakers (``from_pretrained`` requires it). No processor config:
+    ``Qwen2_5OmniProcessor`` cannot load here (see :func:`tiny_qwen2_5_omni_processor`).
+    """
+    import torch
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration, Qwen2Tokenizer, WhisperFeatureExtractor
+
+    torch.manual_seed(seed)
+    bpe = _trained_bpe(QWEN2_5_OMNI_SPECIAL_TOKENS)
+    merges = json.loads(bpe.to_str())["model"]["merges"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in merges]
+    # The processor reads its placeholder tokens from these tokenizer attributes.
+    markers = {"audio_token": "<|AUDIO|>", "image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>", "audio_bos_token": "<|audio_bos|>",
+               "audio_eos_token": "<|audio_eos|>", "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>"}
+    tokenizer = Qwen2Tokenizer(
+        vocab=bpe.get_vocab(), merges=merges, unk_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens=markers,
+    )
+    tokenizer.chat_template = QWEN2_5_OMNI_CHAT_TEMPLATE
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN2_5_OMNI_SPECIAL_TOKENS}
+    eos = ids["<|im_end|>"]
+    mrope = {"mrope_section": [1, 1, 2], "rope_type": "default", "rope_theta": 1e6}  # sums to head_dim / 2 = 4
+    placeholders = dict(
+        audio_token_index=ids["<|AUDIO|>"], image_token_index=ids["<|IMAGE|>"], video_token_index=ids["<|VIDEO|>"],
+        audio_start_token_id=ids["<|audio_bos|>"], audio_end_token_id=ids["<|audio_eos|>"],
+        vision_start_token_id=ids["<|vision_bos|>"], vision_end_token_id=ids["<|vision_eos|>"],
+    )
+    thinker = dict(
+        audio_config=dict(d_model=32, encoder_attention_heads=4, encoder_ffn_dim=32, encoder_layers=2, num_mel_bins=128,
+                          max_source_positions=1500, n_window=100, output_dim=32),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=32, num_heads=4, out_hidden_size=32,
+                           fullatt_block_indexes=[0], patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=4096, rope_parameters=mrope, eos_token_id=eos,
+                         pad_token_id=tokenizer.pad_token_id),
+        user_token_id=ids["<|im_start|>"], **placeholders,
+    )
+    codec = 64  # talker vocabulary: speech codes, the last four its own markers
+    talker = dict(
+        vocab_size=codec, tts_codec_pad_token_id=codec - 4, tts_codec_start_token_id=codec - 3, tts_codec_end_token_id=codec - 2,
+        tts_codec_mask_token_id=codec - 1, tts_text_pad_token_id=ids["<tts_pad>"], tts_text_start_token_id=ids["<tts_text_bos>"],
+        tts_text_end_token_id=ids["<tts_text_eod>"], embedding_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=4096, rope_parameters=mrope, **placeholders,
+    )
+    token2wav = dict(
+        dit_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, head_dim=16, emb_dim=16, block_size=24,
+                        look_ahead_layers=[1], look_backward_layers=[0], num_embeds=codec, mel_dim=80, enc_emb_dim=16, enc_dim=16,
+                        enc_channels=[16, 16, 16, 16, 48], enc_attention_channels=8, enc_se_channels=8,
+                        max_position_embeddings=4096, dropout=0.0),
+        # The real upsampling (5·3·2·2·2·2 = 240 samples per mel frame), on few channels.
+        bigvgan_config=dict(mel_dim=80, upsample_initial_channel=64, resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]]),
+    )
+    config = Qwen2_5OmniConfig(thinker_config=thinker, talker_config=talker, token2wav_config=token2wav)
+    model = Qwen2_5OmniForConditionalGeneration(config)
+    extractor = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=30, return_attention_mask=True)
+    _save_tiny(model, extractor, tokenizer, eos, out)
+    tokenizer.save_pretrained(out)
+    # Each speaker: the thinker token that opens its talker text, its speaker vector and a reference mel.
+    speakers = {
+        name: {"bos_token": ids["<tts_text_bos_single>"], "cond": torch.randn(1, 16), "ref_mel": torch.randn(1, 60, 80)}
+        for name in QWEN2_5_OMNI_SPEAKERS
+    }
+    torch.save(speakers, out / "spk_dict.pt")
+    return out
+
+
+def tiny_qwen2_5_omni_processor(path: Path):
+    """The real ``Qwen2_5OmniProcessor`` over a saved tiny build, without torchvision.
+
+    Its image processor and video processor need torchvision, absent here: the PIL image
+    processor stands in, and the video processor is left out, which the processor's constructor
+    allows only through its class check (overridden below). Audio and text go through the real
+    processor code: Whisper features, ``<|AUDIO|>`` expanded per clip, the chat template.
+    """
+    from transformers import AutoTokenizer, Qwen2_5OmniProcessor, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
+
+    class TorchvisionFreeProcessor(Qwen2_5OmniProcessor):
+        def check_argument_for_proper_class(self, argument_name, argument):
+            if argument_name == "video_processor" and argument is None:
+                return None
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return TorchvisionFreeProcessor(
+        image_processor=Qwen2VLImageProcessorPil(), video_processor=None, feature_extractor=WhisperFeatureExtractor.from_pretrained(path),
+        tokenizer=tokenizer, chat_template=tokenizer.chat_template,
+    )
+
+
+def build_tiny_vits(out: Path, seed: int = 0) -> Path:
+    """A tiny random VITS text-to-speech model with a character tokenizer (16 kHz)."""
+    import json
+
+    import torch
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {c: i for i, c in enumerate(["<pad>", *" abcdefghijklmnopqrstuvwxyz'.,!?"])}
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = VitsTokenizer(str(out / "vocab.json"), pad_token="<pad>", unk_token="<pad>", add_blank=True, normalize=True,
+                              phonemize=False, is_uroman=False)
+    config = VitsConfig(
+        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, flow_size=16,
+        spectrogram_bins=33, upsample_initial_channel=16, upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8],
+        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], prior_encoder_num_flows=1,
+        prior_encoder_num_wavenet_layers=1, posterior_encoder_num_wavenet_layers=1, duration_predictor_num_flows=1,
+        duration_predictor_filter_channels=16, depth_separable_num_layers=1, sampling_rate=16000,
+    )
+    torch.manual_seed(seed)
+    VitsModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -196,13 +196,15 @@ class FakeOpenAI:
         contents = [self.responder(body, index) for index in range(n)]
         prompt_tokens = sum(len(m["content"].split()) for m in body["messages"] if isinstance(m.get("content"), str))
         completion_tokens = sum(len(content.split()) for content in contents)
+        speaks = "audio" in (body.get("modalities") or [])
         return {
             "id": f"chatcmpl-{next(self._completion_ids)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
             "choices": [
-                {"index": index, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": None}
+                {"index": index, "message": _spoken_message(content, index) if speaks else {"role": "assistant", "content": content},
+                 "finish_reason": "stop", "logprobs": None}
                 for index, content in enumerate(contents)
             ],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -375,6 +377,33 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, completion)
 
 
+SPOKEN_RATE = 24000  # gpt-4o audio replies: 24 kHz, 16-bit mono WAV
+
+
+def spoken_wav(text: str) -> bytes:
+    """A stand-in for speech: 0.1 s of tone per word (a silent 0.1 s for no words), as a WAV file."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    seconds = 0.1 * max(len(text.split()), 1)
+    t = np.arange(int(seconds * SPOKEN_RATE)) / SPOKEN_RATE
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) if text.split() else 0 * t).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, tone, SPOKEN_RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _spoken_message(content: str, index: int) -> dict:
+    """An audio-modality reply as OpenAI sends it: no content; base64 audio and its transcript."""
+    import base64
+
+    data = base64.b64encode(spoken_wav(content)).decode("ascii")
+    audio = {"id": f"audio_{index}", "data": data, "expires_at": int(time.time()) + 3600, "transcript": content}
+    return {"role": "assistant", "content": None, "audio": audio}
+
+
 def _invalid_request(body: object) -> str | None:
     """The 400 message OpenAI would send for this body, or None when it is servable."""
     if not isinstance(body, dict):
@@ -386,6 +415,10 @@ def _invalid_request(body: object) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         return "'messages' must be a non-empty list of message objects"
+    if "audio" in (body.get("modalities") or []):
+        audio = body.get("audio")
+        if not isinstance(audio, dict) or not audio.get("voice") or not audio.get("format"):
+            return "Missing required parameter: 'audio' (voice and format) when modalities include audio."
     n = body.get("n")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         return f"{n!r} is not a valid value for 'n': it must be an integer >= 1"

@@ -23,6 +23,7 @@ class Completion:
     finish_reasons: list[str | None]
     prompt_tokens: int
     completion_tokens: int
+    audios: list[str | None] | None = None  # base64 audio of spoken replies (modalities with "audio")
 
 
 class OpenAIBackend:
@@ -60,7 +61,8 @@ class OpenAIBackend:
         choices = sorted(response.choices or [], key=lambda c: c.index)
         usage = response.usage
         return Completion(
-            texts=[c.message.content if c.message is not None else None for c in choices],
+            texts=[_reply_text(c.message) for c in choices],
+            audios=[_reply_audio(c.message) for c in choices],
             finish_reasons=[c.finish_reason for c in choices],
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
@@ -69,6 +71,20 @@ class OpenAIBackend:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+def _reply_text(message) -> str | None:
+    """The text of a reply; a spoken reply has no content, its text is the audio's transcript."""
+    if message is None:
+        return None
+    if message.content is None and getattr(message, "audio", None) is not None:
+        return message.audio.transcript
+    return message.content
+
+
+def _reply_audio(message) -> str | None:
+    audio = getattr(message, "audio", None) if message is not None else None
+    return getattr(audio, "data", None) if audio is not None else None
 
 
 def _http_client(openai) -> dict:

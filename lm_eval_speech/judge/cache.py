@@ -4,7 +4,8 @@ One row per judge sample: the key hashes the judge's identity (backend, endpoint
 messages, the sampling parameters (``n`` aside) and the sample's index, so ``n=4`` is four rows
 whether it came from one request or four. Rows are committed as each call returns: a run killed
 mid-judging keeps everything it paid for. WAL mode lets several accelerate ranks write at once.
-Only outputs are stored; no request header (and so no API key) ever is.
+Only outputs are stored (the text, and base64 audio for spoken replies); no request header (and
+so no API key) ever is.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ CREATE TABLE IF NOT EXISTS judge_outputs (
     judge TEXT NOT NULL,
     text TEXT NOT NULL,
     finish_reason TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    audio TEXT
 )
 """
 
@@ -46,22 +48,26 @@ class JudgeCache:
         # last rows. FULL would fsync every row (1.2 ms each, on the judging event loop).
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(judge_outputs)")}
+        if "audio" not in columns:  # a cache written before spoken replies were stored
+            self._db.execute("ALTER TABLE judge_outputs ADD COLUMN audio TEXT")
 
-    def get_many(self, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+    def get_many(self, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """``key -> (text, finish_reason, audio)`` for the keys stored."""
         found = {}
         for start in range(0, len(keys), 500):  # SQLite caps bound parameters
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, text, finish in self._db.execute(
-                f"SELECT key, text, finish_reason FROM judge_outputs WHERE key IN ({marks})", chunk
+            for key, text, finish, audio in self._db.execute(
+                f"SELECT key, text, finish_reason, audio FROM judge_outputs WHERE key IN ({marks})", chunk
             ):
-                found[key] = (text, finish)
+                found[key] = (text, finish, audio)
         return found
 
-    def put(self, key: str, judge: str, text: str, finish_reason: str | None) -> None:
+    def put(self, key: str, judge: str, text: str, finish_reason: str | None, audio: str | None = None) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO judge_outputs (key, judge, text, finish_reason, created) VALUES (?, ?, ?, ?, ?)",
-            (key, judge, text, finish_reason, time.time()),
+            "INSERT OR REPLACE INTO judge_outputs (key, judge, text, finish_reason, created, audio) VALUES (?, ?, ?, ?, ?, ?)",
+            (key, judge, text, finish_reason, time.time(), audio),
         )
 
     def __len__(self) -> int:

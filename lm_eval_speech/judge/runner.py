@@ -38,6 +38,7 @@ class JudgeOutput:
     error: str | None = None
     cached: bool = False
     finish_reason: str | None = None
+    audio: str | None = None  # base64 audio of a spoken reply
 
     @property
     def ok(self) -> bool:
@@ -116,8 +117,8 @@ class Judge:
             for i, row in enumerate(keys):
                 for j, key in enumerate(row):
                     if key in found:
-                        text, finish = found[key]
-                        results[i][j] = JudgeOutput(text, cached=True, finish_reason=finish)
+                        text, finish, audio = found[key]
+                        results[i][j] = JudgeOutput(text, cached=True, finish_reason=finish, audio=audio)
                         run_stats.cache_hits += 1
 
         todo = [(i, [j for j in range(n) if results[i][j] is None]) for i in range(len(requests))]
@@ -168,13 +169,14 @@ class Judge:
                 return
         self._run_stats.prompt_tokens += completion.prompt_tokens
         self._run_stats.completion_tokens += completion.completion_tokens
-        for j, text, finish in zip(indexes, completion.texts, completion.finish_reasons):
+        audios = completion.audios or [None] * len(completion.texts)
+        for j, text, finish, audio in zip(indexes, completion.texts, completion.finish_reasons, audios):
             if text is None:
                 self._fail(request, slots, [j], f"the judge returned no text (finish_reason={finish!r})")
                 continue
             if self.cache is not None:
-                self.cache.put(keys[j], self.config.name, text, finish)
-            slots[j] = JudgeOutput(text, finish_reason=finish)
+                self.cache.put(keys[j], self.config.name, text, finish, audio)
+            slots[j] = JudgeOutput(text, finish_reason=finish, audio=audio)
             self._bar.update(1)
         leftover = indexes[len(completion.texts):]
         if leftover:
