@@ -12,7 +12,9 @@ clips; default ``audio``, or ``audios`` where the processor takes that), ``sampl
 (default the processor's feature extractor's).
 
 Architecture quirks live in small hooks (``_audio_part``, ``_messages``, ``_render``, ``_clips``,
-``_processor_inputs``) that a specialisation such as ``qwen2_audio`` overrides.
+``_processor_inputs``) that a specialisation such as ``qwen2_audio`` overrides. The prompt hooks
+sit in :class:`ProcessorChatPrompt`, which ``vllm_audio`` shares, so both backends send a model
+the same prompt text.
 """
 
 from __future__ import annotations
@@ -62,53 +64,30 @@ def resolve_model_class(config, model_class: str | None = None):
     )
 
 
-@register_model("hf_audio")
-class HFAudioLM(SpeechLM):
-    def __init__(
-        self,
-        pretrained: str | None = None,
-        revision: str | None = None,
-        dtype: str | None = "auto",
-        device: str | None = None,
-        batch_size: int | str = 1,
-        system_prompt: str | None = None,
-        attn_implementation: str | None = None,
-        trust_remote_code: bool = False,
-        model_class: str | None = None,
-        audio_kwarg: str | None = None,
-        sampling_rate: int | None = None,
-        **kwargs,
+class ProcessorChatPrompt:
+    """Prompt text from the checkpoint's ``AutoProcessor`` and its own chat template.
+
+    Shared by ``hf_audio`` and ``vllm_audio``, so both backends send a model the same prompt.
+    :meth:`_load_processor` sets ``processor``, ``tokenizer``, ``sampling_rate``, ``audio_token``,
+    ``pretrained`` and ``system_prompt``; the hooks ``_audio_part`` ... ``_render`` build the text.
+    """
+
+    def _load_processor(
+        self, pretrained: str, revision: str | None, trust_remote_code: bool, system_prompt: str | None, sampling_rate: int | None
     ) -> None:
-        super().__init__(device=device, batch_size=batch_size, **kwargs)
         import transformers
 
-        if not pretrained:
-            raise ValueError(f"{type(self).__name__}: give pretrained=<hub id or local path>")
-        trust_remote_code = _as_bool(trust_remote_code)
         self.pretrained = pretrained
         self.system_prompt = system_prompt
         self.processor = transformers.AutoProcessor.from_pretrained(
             pretrained, revision=revision, trust_remote_code=trust_remote_code
         )
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
-        model_kwargs = {"revision": revision, "dtype": resolve_dtype(dtype, self.device), "trust_remote_code": trust_remote_code}
-        if attn_implementation:
-            model_kwargs["attn_implementation"] = attn_implementation
-        config = transformers.AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
-        cls = resolve_model_class(config, model_class)
-        self.model = cls.from_pretrained(pretrained, config=config, **model_kwargs)
-        self.model.to(self.device).eval()
         extractor = getattr(self.processor, "feature_extractor", None)
         if sampling_rate is None:
             sampling_rate = getattr(extractor, "sampling_rate", None) or 16000
         self.sampling_rate = int(sampling_rate)
-        self.audio_kwarg = audio_kwarg or self._detect_audio_kwarg()
         self.audio_token = getattr(self.processor, "audio_token", None)
-
-    def _detect_audio_kwarg(self) -> str:
-        parameters = inspect.signature(self.processor.__call__).parameters
-        return "audios" if "audios" in parameters and "audio" not in parameters else "audio"
 
     # -- prompt (hooks) ----------------------------------------------------------------------
     def _audio_part(self, index: int) -> dict:
@@ -153,6 +132,53 @@ class HFAudioLM(SpeechLM):
             messages.append({"role": message["role"], "content": parts})
         return self._apply_template(messages, add_generation_prompt=add_generation_prompt)
 
+    # -- reporting -------------------------------------------------------------------------------
+    @property
+    def tokenizer_name(self) -> str:
+        return str(self.tokenizer.name_or_path).replace("/", "__")
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+
+
+@register_model("hf_audio")
+class HFAudioLM(ProcessorChatPrompt, SpeechLM):
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        revision: str | None = None,
+        dtype: str | None = "auto",
+        device: str | None = None,
+        batch_size: int | str = 1,
+        system_prompt: str | None = None,
+        attn_implementation: str | None = None,
+        trust_remote_code: bool = False,
+        model_class: str | None = None,
+        audio_kwarg: str | None = None,
+        sampling_rate: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(device=device, batch_size=batch_size, **kwargs)
+        import transformers
+
+        if not pretrained:
+            raise ValueError(f"{type(self).__name__}: give pretrained=<hub id or local path>")
+        trust_remote_code = _as_bool(trust_remote_code)
+        self._load_processor(pretrained, revision, trust_remote_code, system_prompt, sampling_rate)
+        self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+        model_kwargs = {"revision": revision, "dtype": resolve_dtype(dtype, self.device), "trust_remote_code": trust_remote_code}
+        if attn_implementation:
+            model_kwargs["attn_implementation"] = attn_implementation
+        config = transformers.AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
+        cls = resolve_model_class(config, model_class)
+        self.model = cls.from_pretrained(pretrained, config=config, **model_kwargs)
+        self.model.to(self.device).eval()
+        self.audio_kwarg = audio_kwarg or self._detect_audio_kwarg()
+
+    def _detect_audio_kwarg(self) -> str:
+        parameters = inspect.signature(self.processor.__call__).parameters
+        return "audios" if "audios" in parameters and "audio" not in parameters else "audio"
+
     # -- audio and processor (hooks) -----------------------------------------------------------
     def _clips(self, request) -> list:
         where = request_where(request)
@@ -166,7 +192,8 @@ class HFAudioLM(SpeechLM):
         )
 
     # -- generation ----------------------------------------------------------------------------
-    def _generate_batch(self, requests, settings):
+    def _inputs(self, requests, dtype):
+        """The processor's batch for ``requests`` (left padded), on the device, floats in ``dtype``."""
         import torch
 
         texts, clips = [], []
@@ -177,17 +204,13 @@ class HFAudioLM(SpeechLM):
         inputs = self._processor_inputs(texts, clips).to(self.device)
         for key, value in list(inputs.items()):
             if isinstance(value, torch.Tensor) and torch.is_floating_point(value):
-                inputs[key] = value.to(self.model.dtype)
-        return hf_generate(self.model, self.tokenizer, inputs, settings)
+                inputs[key] = value.to(dtype)
+        return inputs
+
+    def _generate_batch(self, requests, settings):
+        return hf_generate(self.model, self.tokenizer, self._inputs(requests, self.model.dtype), settings)
 
     # -- reporting -------------------------------------------------------------------------------
-    @property
-    def tokenizer_name(self) -> str:
-        return str(self.tokenizer.name_or_path).replace("/", "__")
-
-    def chat_template(self, chat_template: bool | str = False) -> str | None:
-        return getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
-
     def get_model_info(self) -> dict:
         return {
             **super().get_model_info(),
