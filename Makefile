@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/audio_decode.py
 	$(BIN)/python benchmarks/judge_throughput.py
 	$(BIN)/python benchmarks/jasco_judging.py
+	$(BIN)/python benchmarks/audio_lm_throughput.py
 
 lint: install
 	$(BIN)/pip install -q flake8
