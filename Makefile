@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 NLTK_FROM ?= $(wildcard ../shared/data/nltk_data)
 JOBS ?= 2
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install demo demo-arena test test-fast bench lint clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ $(VENV)/.installed: pyproject.toml
 # adjustment by the authors' judge protocol (n=4 votes) with SmolLM2 as an in-process judge
 # (max_tokens cut to 48 for CPU time). Stock lm_eval CLI, then the leaderboard report.
 DEMO_JUDGE = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 48}
+# Real S2S-Arena inputs (24 kHz mp3 from the authors' repo; CC BY-NC-SA, so not shipped here).
+ARENA_INPUTS ?= ../shared/data/s2s-arena-samples
+ARENA_DATA = {"data_dir": "$(ARENA_INPUTS)", "arena_tasks": ["tongue_twister"]}
+ARENA_JUDGE = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 16}
 demo: install
 	rm -rf demo-output
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/lm_eval \
@@ -39,6 +43,19 @@ demo: install
 	  --output_path demo-output --log_samples
 	$(BIN)/lm-eval-speech report demo-output --label "cascade: whisper-tiny.en + SmolLM2-135M" --output demo-output
 	@cat demo-output/speechinstruct_leaderboard.md
+	@if [ -d "$(ARENA_INPUTS)" ]; then $(MAKE) --no-print-directory demo-arena; \
+	  else echo "S2S-Arena demo skipped: no inputs at $(ARENA_INPUTS) (set ARENA_INPUTS=<folder of task folders>)"; fi
+
+demo-arena: install
+	# S2S-Arena: two speech-out cascades (Piper voice; the second with a brief-reply prompt and faster
+	# speech) answer 4 real S2S-Arena tongue-twister requests; SmolLM2 judges every pair in both orders.
+	HF_HUB_OFFLINE=1 $(BIN)/lm_eval --tasks s2s_arena_entertainment --model cascade --batch_size 4 \
+	  --metadata '$(ARENA_DATA)' --limit 4 --gen_kwargs max_gen_toks=40 --output_path demo-output/arena/plain --log_samples
+	HF_HUB_OFFLINE=1 $(BIN)/lm_eval --tasks s2s_arena_entertainment --model cascade --batch_size 4 \
+	  --model_args "system_prompt=You are a friendly voice assistant. Reply in one or two short spoken sentences.,tts_length_scale=0.85" \
+	  --metadata '$(ARENA_DATA)' --limit 4 --gen_kwargs max_gen_toks=40 --output_path demo-output/arena/brief --log_samples
+	$(BIN)/lm-eval-speech arena plain=demo-output/arena/plain brief=demo-output/arena/brief --output demo-output/arena \
+	  --judge '$(ARENA_JUDGE)' --verdict-parsing lenient --judge-cache demo-output/arena/judge.sqlite
 
 test: install
 	# One torch thread per worker: two workers on two cores would otherwise fight over them.

@@ -1,0 +1,323 @@
+"""S2S-Arena: the generation task on the real demo inputs, and the arena command's battles and judging.
+
+Judging runs against FakeOpenAI (a real local server speaking the OpenAI protocol) whose
+responder reads the two replies it is shown, so position swaps and caching are observable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from lm_eval_speech.arena import prompts
+from lm_eval_speech.arena.battles import read_battles_jsonl
+from lm_eval_speech.arena.command import ArenaError, run_arena
+from lm_eval_speech.arena.judging import Matchup, matchups, select
+from lm_eval_speech.arena.runs import RunError, read_run
+from lm_eval_speech.outcomes import FailedGeneration
+from lm_eval_speech.speech_output import SpeechResponse
+from lm_eval_speech.tasks.s2s_arena import dataset, taxonomy, utils
+
+from builders import tone
+from conftest import SHARED
+from fake_openai import FakeOpenAI, last_user_text
+
+SAMPLES = SHARED / "data" / "s2s-arena-samples"
+needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"the S2S-Arena demo inputs are not at {SAMPLES}")
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_openai(monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LM_EVAL_SPEECH_JUDGE_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- the task --------------------------------------------------------------------------------
+
+def test_taxonomy_has_the_papers_4_domains_and_21_tasks():
+    assert sum(len(t) for t in taxonomy.DOMAINS.values()) == 21 == len(taxonomy.TASK_TITLES)
+    assert taxonomy.task_of("pronounciation", "audio_1.mp3") == "pronunciation"
+    assert taxonomy.task_of("illness", "healthcare3.wav") == "healthcare"
+    assert taxonomy.task_of("illness", "audio_3.mp3") == "illness"
+    assert taxonomy.task_of("natural_audios", "audio_3.mp3") == "nature"
+    assert taxonomy.task_of("holiday_snaps", "x.mp3") is None
+
+
+@needs_samples
+def test_the_demo_inputs_become_entertainment_docs_at_24khz():
+    loaded = utils.load_entertainment(data_dir=str(SAMPLES))["test"]
+    tasks = sorted({d["arena_task"] for d in loaded})
+    assert tasks == ["nature", "sing", "tongue_twister"]
+    assert len(loaded) == len(list(SAMPLES.glob("*_audios/*.mp3")))
+    doc = next(d for d in loaded if d["input_id"] == "tongue_twister_audios/audio_0.mp3")
+    assert doc["domain"] == "entertainment" and doc["task_title"] == "Tongue twisters"
+    [clip] = utils.doc_to_audio(doc)
+    native = sf.info(SAMPLES / doc["input_id"])
+    assert clip["sampling_rate"] == 24000 and abs(len(clip["array"]) / 24000 - native.duration) < 0.05
+    with pytest.raises(ValueError, match="no input clips for domain medical"):
+        utils.load_medical(data_dir=str(SAMPLES))
+    only = utils.load_all(data_dir=str(SAMPLES), arena_tasks=["sing"])["test"]
+    assert {d["arena_task"] for d in only} == {"sing"}
+    with pytest.raises(ValueError, match="unknown tasks"):
+        utils.load_all(data_dir=str(SAMPLES), arena_tasks=["juggling"])
+
+
+def _write_clip(path: Path, seconds: float = 0.5, rate: int = 24000, frequency: float = 440.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, tone(seconds, rate, frequency), rate)
+    return path
+
+
+def test_metadata_comes_from_the_space_files_and_metadata_jsonl(tmp_path):
+    for name in ("audio_0.mp3", "audio_1.mp3"):
+        _write_clip(tmp_path / "tongue_twister" / name.replace(".mp3", ".wav"))
+    _write_clip(tmp_path / "stray.wav")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tongue_twister.json").write_text(json.dumps({"items": [
+        {"audio": "audio_0.wav", "text": "Say it fast", "Task Description": "ignored: not a known key"},
+        {"file": "tongue_twister/audio_1.wav", "transcript": "Say it slow", "evaluation_target": "pace"},
+        {"file": "audio_9.wav", "transcript": "no such clip"},
+    ]}))
+    (tmp_path / dataset.METADATA_FILE).write_text(json.dumps({"audio": "tongue_twister/audio_0.wav", "task_description": "Recite"}) + "\n")
+    metadata = {"data_dir": str(tmp_path), "lm_eval_speech": {}}  # as the task YAML declares it
+    docs = {d["input_id"]: d for d in utils.load_all(**metadata)["test"]}
+    assert set(docs) == {"tongue_twister/audio_0.wav", "tongue_twister/audio_1.wav"}
+    first = docs["tongue_twister/audio_0.wav"]
+    assert (first["transcript"], first["task_description"]) == ("Say it fast", "Recite")
+    assert docs["tongue_twister/audio_1.wav"]["evaluation_target"] == "pace"
+    provenance = metadata["lm_eval_speech"]["data"]
+    assert provenance["unassigned_files"] == ["stray.wav"]
+    assert provenance["metadata"] == {"space_files": 1, "space_records": 3, "space_unmatched": 1, "metadata_jsonl_records": 1}
+    (tmp_path / dataset.METADATA_FILE).write_text(json.dumps({"audio": "tongue_twister/audio_7.wav"}) + "\n")
+    with pytest.raises(ValueError, match="line 1: tongue_twister/audio_7.wav is not an input clip"):
+        utils.load_all(data_dir=str(tmp_path))
+
+
+def test_process_results_counts_spoken_unspoken_and_failed_answers():
+    spoken = SpeechResponse("hello world", {"path": "/a.wav", "sampling_rate": 16000, "duration": 1.5, "transcript": "hello word"})
+    assert utils.process_results({}, [spoken]) == {
+        "spoken_items": 1, "unspoken_items": 0, "failed_items": 0, "speech_seconds": 1.5, "asr_wer": ("hello world", "hello word")}
+    assert utils.process_results({}, ["text"])["unspoken_items"] == 1
+    assert utils.process_results({}, [FailedGeneration("boom")])["failed_items"] == 1
+    assert utils.mean_present([None, 1.0, 2.0]) == 1.5
+    assert utils.corpus_wer([("a b c d", "a b c x"), None, ("e f", "e f")]) == pytest.approx(1 / 6)
+
+
+# -- runs and battles --------------------------------------------------------------------------
+
+def write_run(folder: Path, label_answers: dict[str, str], *, domain="entertainment", task="tongue_twister", unspoken=()) -> Path:
+    """A run folder in lm-eval's layout: samples JSONL whose records point at real WAV files."""
+    out = folder / "model"
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for doc_id, (input_id, answer) in enumerate(label_answers.items()):
+        doc = {"input_id": input_id, "domain": domain, "arena_task": task, "task_title": "Tongue twisters",
+               "transcript": f"request {input_id}", "task_description": "", "evaluation_target": "", "audio_file": ""}
+        sample = {"doc_id": doc_id, "doc": doc, "resps": [[answer]], "filtered_resps": [answer], "spoken_items": 1}
+        if input_id not in unspoken:
+            wav = _write_clip(folder / "speech" / f"doc{doc_id}.wav", seconds=1.0 + 0.1 * doc_id)
+            sample["speech_output"] = [{"path": str(wav), "sampling_rate": 24000, "duration": 1.0, "transcript": answer}]
+        lines.append(json.dumps(sample))
+    (out / f"samples_s2s_arena_{domain}_2026-01-01T00-00-00.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+INPUTS = ["tt/0.wav", "tt/1.wav", "tt/2.wav"]
+
+
+def prefers_good(body: dict, index: int) -> str:
+    """A judge that prefers the reply containing 'good' (wherever it is shown), then 'fine'."""
+    text = last_user_text(body)
+    a = text.split("Reply A (transcript of its speech):")[1].split("Reply B")[0]
+    b = text.split("Reply B (transcript of its speech):")[1]
+    for word in ("good", "fine"):
+        if (word in a) != (word in b):
+            return "[[A]]" if word in a else "[[B]]"
+    return "[[A]]"  # no preference: always the first shown (position bias)
+
+
+@pytest.fixture
+def three_runs(tmp_path):
+    return {
+        "good": write_run(tmp_path / "good", {i: f"a good answer {i}" for i in INPUTS}),
+        "fine": write_run(tmp_path / "fine", {i: f"a fine answer {i}" for i in INPUTS}),
+        "bad": write_run(tmp_path / "bad", {i: f"meh {i}" for i in INPUTS}, unspoken=("tt/2.wav",)),
+    }
+
+
+def test_runs_are_read_with_unspoken_answers_listed(three_runs, tmp_path):
+    run = read_run(three_runs["bad"], "bad")
+    assert sorted(run.answers) == ["tt/0.wav", "tt/1.wav"] and run.unspoken == ["tt/2.wav"]
+    assert run.answers["tt/0.wav"].spoken_text == "meh tt/0.wav"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="no samples_s2s_arena"):
+        read_run(tmp_path / "empty")
+
+
+def test_matchups_cover_shared_inputs_and_a_budget_spreads_pairs(three_runs):
+    runs = [read_run(f, name) for name, f in three_runs.items()]
+    pairs = matchups(runs)
+    assert len(pairs) == 3 + 3 + 1  # tt/2 lacks bad's audio: one pair there
+    assert Matchup("tt/2.wav", "fine", "good") in pairs
+    picked = select(pairs, 3, seed=1)
+    assert len({frozenset((m.model_1, m.model_2)) for m in picked}) == 3  # least-met pairs first
+    assert select(pairs, None) == pairs
+
+
+def arena(server, runs: dict, output: Path, cache: Path, **options):
+    judge = {"model": "judge-x", "base_url": server.base_url, "temperature": 0.0, "max_tokens": 64}
+    return run_arena([f"{name}={folder}" for name, folder in runs.items()], output, judge=judge,
+                     judge_cache=str(cache), bootstrap=100, acoustics=False, **options)
+
+
+def test_battles_are_judged_in_both_orders_and_a_rerun_is_free(three_runs, tmp_path):
+    with FakeOpenAI(responder=prefers_good) as server:
+        board = arena(server, three_runs, tmp_path / "board", tmp_path / "judge.sqlite")
+        assert server.calls == 2 * 7
+        marker = "Reply A (transcript of its speech): "
+        replies_a = [last_user_text(r["body"]).split(marker)[1].split("Reply B")[0] for r in server.requests]
+        shown_first = [next(w for w in ("good", "fine", "meh") if w in reply) for reply in replies_a]
+        assert sorted(shown_first) == sorted(["good"] * 3 + ["fine"] * 3 + ["good", "fine", "meh", "meh"] * 2)
+        battles = read_battles_jsonl(tmp_path / "board" / "s2s_arena_battles.jsonl")
+        assert len(battles) == 7
+        by_pair = {(b.input_id, b.model_a, b.model_b): b for b in battles}
+        assert by_pair[("tt/0.wav", "fine", "good")].winner == "model_b"
+        assert by_pair[("tt/0.wav", "bad", "fine")].winner == "model_b"
+        assert all(b.source == "judge" and b.judge == "judge-x" for b in battles)
+        ranked = [row["model"] for row in board["models"]]
+        assert ranked == ["good", "fine", "bad"]
+        assert board["judging"]["inconsistent_pairs"] == 0 and board["judging"]["unjudged"] == []
+        markdown = (tmp_path / "board" / "s2s_arena_leaderboard.md").read_text()
+        assert "good" in markdown and "position-swap disagreements: 0" in markdown
+        assert (tmp_path / "board" / "s2s_arena_ratings.png").read_bytes()[:4] == b"\x89PNG"
+        server.reset_counters()
+        again = arena(server, three_runs, tmp_path / "board2", tmp_path / "judge.sqlite")
+        assert server.calls == 0 and again["models"] == board["models"]
+        assert again["judging"]["judge_calls"]["cache_hits"] == 14
+
+
+def test_adding_a_model_pays_only_for_its_battles(three_runs, tmp_path):
+    two = {k: three_runs[k] for k in ("good", "fine")}
+    with FakeOpenAI(responder=prefers_good) as server:
+        arena(server, two, tmp_path / "b1", tmp_path / "judge.sqlite")
+        assert server.calls == 2 * 3
+        server.reset_counters()
+        arena(server, three_runs, tmp_path / "b2", tmp_path / "judge.sqlite")
+        assert server.calls == 2 * 4  # bad meets good and fine on its 2 spoken inputs
+
+
+def test_position_bias_makes_ties_and_rejudging_asks_again(tmp_path):
+    runs = {"x": write_run(tmp_path / "x", {i: f"one {i}" for i in INPUTS}),
+            "y": write_run(tmp_path / "y", {i: f"two {i}" for i in INPUTS})}
+    with FakeOpenAI(responder=prefers_good) as server:  # neither says good or fine: always "[[A]]"
+        board = arena(server, runs, tmp_path / "b", tmp_path / "judge.sqlite")
+        battles = read_battles_jsonl(tmp_path / "b" / "s2s_arena_battles.jsonl")
+        assert [b.winner for b in battles] == ["tie"] * 3 and board["judging"]["inconsistent_pairs"] == 3
+        assert json.loads(battles[0].detail)["verdicts"] == ["A", "A"]
+        server.reset_counters()
+        board = arena(server, runs, tmp_path / "b2", tmp_path / "judge.sqlite", swap_policy="rejudge")
+        assert server.calls == 2 * 3  # a second sample of each order; the first comes from the cache
+        assert board["judging"]["rejudged_pairs"] == 3 and board["judging"]["inconsistent_pairs"] == 3
+
+
+def test_unparseable_and_failed_verdicts_leave_battles_unjudged_and_listed(three_runs, tmp_path):
+    def responder(body, index):
+        return "I cannot decide." if "tt/1.wav" in last_user_text(body) else prefers_good(body, index)
+
+    runs = {k: three_runs[k] for k in ("good", "fine")}
+    with FakeOpenAI(responder=responder) as server:
+        board = arena(server, runs, tmp_path / "b", tmp_path / "judge.sqlite")
+    unjudged = board["judging"]["unjudged"]
+    assert [u["input_id"] for u in unjudged] == ["tt/1.wav"] and "no [[A]] or [[B]]" in unjudged[0]["reason"]
+    assert board["judging"]["judged"] == 2
+    assert prompts.verdict("Reply B is better.", lenient=True) == "B" and prompts.verdict("Reply B is better.") is None
+    assert prompts.verdict("A: the first") is None and prompts.verdict("A: the first", lenient=True) == "A"
+    assert prompts.verdict("[[A]] ... on reflection [[B]]") == "B"
+
+
+def test_human_battles_are_imported_and_problems_reported(tmp_path):
+    log = tmp_path / "human.json"
+    log.write_text(json.dumps([
+        {"model_a": "gpt4o", "model_b": "cascade", "winner": "model_a", "domain": "medical"},
+        {"model_a": "cascade", "model_b": "mini-omni", "winner": "A"},
+        {"model_a": "cascade", "winner": "A"},
+    ]))
+    board = run_arena([], tmp_path / "out", human=[log], human_only=True, bootstrap=50, acoustics=False)
+    assert {row["model"] for row in board["models"]} == {"gpt4o", "cascade", "mini-omni"}
+    assert board["judging"]["human"] == 2 and len(board["judging"]["human_problems"]) == 1
+    assert "record 2" in board["judging"]["human_problems"][0]
+    with pytest.raises(ArenaError, match="two runs"):
+        run_arena([], tmp_path / "none", acoustics=False)
+
+
+def test_two_runs_with_one_name_are_refused(three_runs, tmp_path):
+    with pytest.raises(ArenaError, match="both called good"):
+        run_arena([f"good={three_runs['good']}", f"good={three_runs['fine']}"], tmp_path / "o", acoustics=False)
+
+
+def test_acoustics_join_the_leaderboard(three_runs, tmp_path):
+    runs = {k: three_runs[k] for k in ("good", "fine")}
+    with FakeOpenAI(responder=prefers_good) as server:
+        judge = {"model": "judge-x", "base_url": server.base_url}
+        board = run_arena([f"{n}={f}" for n, f in runs.items()], tmp_path / "b", judge=judge,
+                          judge_cache=str(tmp_path / "c.sqlite"), bootstrap=50)
+    figures = board["acoustics"]["good"]
+    assert figures["with_audio"] == 3 and figures["asr"]["wer"] == 0.0
+    assert np.isclose(figures["duration"]["mean"], 1.1)
+    assert "## Spoken answers" in (tmp_path / "b" / "s2s_arena_leaderboard.md").read_text()
+
+
+# -- end to end: two offline speech-out cascades, the real inputs, the in-process SmolLM2 judge ----
+
+def cascade_run(folder: Path, **model_args) -> Path:
+    """One lm_eval run as the CLI makes it: samples and spoken answers under ``folder``."""
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_speech.models.cascade import CascadeLM
+
+    from conftest import TASKS_DIR
+
+    tracker = EvaluationTracker(output_path=str(folder))
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                          metadata={"data_dir": str(SAMPLES), "arena_tasks": ["tongue_twister"]})
+    results = lm_eval.simple_evaluate(
+        model=CascadeLM(device="cpu", batch_size=2, **model_args), tasks=["s2s_arena_entertainment"], task_manager=manager,
+        limit=2, gen_kwargs={"max_gen_toks": 24}, bootstrap_iters=0, log_samples=True, evaluation_tracker=tracker,
+    )
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task, task_samples in samples.items():
+        tracker.save_results_samples(task_name=task, samples=task_samples)
+    assert results["results"]["s2s_arena_entertainment"]["spoken_items,none"] == 2
+    return folder
+
+
+@pytest.mark.slow
+@needs_samples
+def test_an_arena_between_two_offline_cascades_judged_by_smollm2(tmp_path):
+    pytest.importorskip("piper")
+    plain = cascade_run(tmp_path / "plain")
+    brief = cascade_run(tmp_path / "brief", system_prompt="Reply in one short sentence.", tts_length_scale=0.8)
+    run = read_run(brief, "brief")
+    assert len(run.answers) == 2
+    for answer in run.answers.values():
+        assert Path(answer.speech["path"]).is_file() and answer.speech["path"].startswith(str(brief / "speech"))
+        assert answer.speech["sampling_rate"] == 22050 and answer.speech["duration"] > 0.3
+        assert isinstance(answer.speech["transcript"], str)
+    judge = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 16}
+    board = run_arena([f"plain={plain}", f"brief={brief}"], tmp_path / "board", judge=judge, lenient=True,
+                      judge_cache=str(tmp_path / "judge.sqlite"), bootstrap=50)
+    info = board["judging"]
+    assert info["judged"] + len(info["unjudged"]) == 2 and info["judge_calls"]["calls"] == 4
+    assert {row["model"] for row in board["models"]} == {"plain", "brief"}
+    assert board["acoustics"]["plain"]["with_audio"] == 2
+    assert (tmp_path / "board" / "s2s_arena_leaderboard.md").is_file()
+    again = run_arena([f"plain={plain}", f"brief={brief}"], tmp_path / "board2", judge=judge, lenient=True,
+                      judge_cache=str(tmp_path / "judge.sqlite"), bootstrap=50, acoustics=False)
+    assert again["judging"]["judge_calls"]["calls"] == 0
