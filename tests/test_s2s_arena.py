@@ -6,6 +6,8 @@ responder reads the two replies it is shown, so position swaps and caching are o
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
@@ -321,3 +323,50 @@ def test_an_arena_between_two_offline_cascades_judged_by_smollm2(tmp_path):
     again = run_arena([f"plain={plain}", f"brief={brief}"], tmp_path / "board2", judge=judge, lenient=True,
                       judge_cache=str(tmp_path / "judge.sqlite"), bootstrap=50, acoustics=False)
     assert again["judging"]["judge_calls"]["calls"] == 0
+
+
+def test_the_audio_judge_hears_request_and_both_replies_for_paralinguistic_tasks(tmp_path):
+    request_wav = _write_clip(tmp_path / "inputs" / "request.wav", seconds=0.7, rate=22050)
+    runs = {}
+    for name, frequency in (("x", 300.0), ("y", 500.0)):
+        folder = write_run(tmp_path / name, {"tt/0.wav": f"{name} answer"})
+        samples = next(folder.rglob("samples_*.jsonl"))
+        sample = json.loads(samples.read_text())
+        sample["doc"]["audio_file"] = str(request_wav)
+        _write_clip(Path(sample["speech_output"][0]["path"]), seconds=0.4, frequency=frequency)
+        samples.write_text(json.dumps(sample) + "\n")
+        runs[name] = folder
+    speech_run = write_run(tmp_path / "z", {"tt/0.wav": "z answer"}, task="illness", domain="medical")
+
+    def responder(body, index):
+        parts = body["messages"][-1]["content"]
+        return "[[B]]" if isinstance(parts, list) else "[[A]]"
+
+    def judges(server):
+        return {"judge": {"model": "text-judge", "base_url": server.base_url},
+                "audio_judge": {"model": "gpt-4o-audio-preview", "base_url": server.base_url, "temperature": 0.0}}
+
+    def rank(server, named: dict, out: str):
+        return run_arena([f"{n}={f}" for n, f in named.items()], tmp_path / out, judge_cache=str(tmp_path / "c.sqlite"),
+                         bootstrap=20, acoustics=False, **judges(server))
+
+    with FakeOpenAI(responder=responder) as server:
+        board = rank(server, runs, "b")
+        bodies = [r["body"] for r in server.requests]
+    assert {b["model"] for b in bodies} == {"gpt-4o-audio-preview"}  # tongue twisters are paralinguistic
+    parts = bodies[0]["messages"][-1]["content"]
+    audio = [p for p in parts if p["type"] == "input_audio"]
+    assert len(audio) == 3 and all(p["input_audio"]["format"] == "wav" for p in audio)
+    heard = [sf.read(io.BytesIO(base64.b64decode(p["input_audio"]["data"]))) for p in audio]
+    assert [round(len(a) / rate, 2) for a, rate in heard] == [0.7, 0.4, 0.4] and heard[0][1] == 16000
+    assert board["judging"]["judges"] == {"gpt-4o-audio-preview": 1}
+    assert read_battles_jsonl(tmp_path / "b" / "s2s_arena_battles.jsonl")[0].winner == "tie"  # "[[B]]" in both orders
+    # a medical battle goes to the text judge; a missing input clip leaves an audio battle unjudged
+    runs_text = {"z": speech_run, "w": write_run(tmp_path / "w", {"tt/0.wav": "w answer"}, task="illness", domain="medical")}
+    with FakeOpenAI(responder=responder) as server:
+        rank(server, runs_text, "b2")
+        assert {r["body"]["model"] for r in server.requests} == {"text-judge"}
+    missing = {"x": runs["x"], "m": write_run(tmp_path / "m", {"tt/0.wav": "m answer"})}
+    unjudged = "no battle could be judged .1 unjudged: tt/0.wav m vs x: cannot build"
+    with FakeOpenAI(responder=responder) as server, pytest.raises(ArenaError, match=unjudged):
+        rank(server, missing, "b3")

@@ -117,7 +117,8 @@ def run_arena(
     elif not human_only and not battles:
         raise ArenaError("arena: give at least two runs (or --human battle logs) to rank")
     if not battles:
-        raise ArenaError("arena: no battle could be judged; see the reasons above")
+        reasons = "; ".join(f"{u.matchup.input_id} {u.matchup.model_1} vs {u.matchup.model_2}: {u.reason}" for u in summary.unjudged[:3])
+        raise ArenaError(f"arena: no battle could be judged ({len(summary.unjudged)} unjudged{': ' + reasons if reasons else ''})")
     board = leaderboard(battles, rounds=bootstrap, seed=seed)
     board["judging"] = {
         "battles": len(battles), "judged": len(summary.battles), "human": sum(b.source == "human" for b in battles),

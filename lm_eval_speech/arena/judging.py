@@ -133,13 +133,21 @@ class BattleJudge:
 
     def _judge_group(self, mode: str, items: list[Matchup], by_label: dict[str, ModelRun], summary: JudgingSummary) -> None:
         config = self.audio_judge if mode == "audio" else self.text_judge
-        requests = []
+        requests, ready = [], []
         for matchup in items:
             first = by_label[matchup.model_1].answers[matchup.input_id]
             second = by_label[matchup.model_2].answers[matchup.input_id]
             label = f"{matchup.input_id}: {matchup.model_1} vs {matchup.model_2}"
-            requests.append(JudgeRequest(self._messages(mode, first, second), f"{label} (order 1)"))
-            requests.append(JudgeRequest(self._messages(mode, second, first), f"{label} (order 2)"))
+            try:
+                orders = [self._messages(mode, first, second), self._messages(mode, second, first)]
+            except (OSError, ValueError) as error:  # an audio file gone or unreadable: this battle only
+                summary.unjudged.append(Unjudged(matchup, f"cannot build the judge prompt: {error}"))
+                continue
+            requests += [JudgeRequest(orders[0], f"{label} (order 1)"), JudgeRequest(orders[1], f"{label} (order 2)")]
+            ready.append(matchup)
+        items = ready
+        if not items:
+            return
         outputs = self._run(config, requests, n=1, summary=summary)
         retry = []
         results = {}
