@@ -65,7 +65,7 @@ REASONS_SHOWN = 5
 # DNSMOS
 
 
-def _speechmos_run():
+def speechmos_run():
     try:
         from speechmos import dnsmos
     except ImportError as error:  # speechmos needs librosa and onnxruntime, and declares neither
@@ -103,7 +103,7 @@ def dnsmos_scores(path_or_array: Any, sampling_rate: int | None = None, *, min_s
         raise AudioError(f"silent: peak below {SILENCE_DBFS:g} dBFS, nothing for DNSMOS to rate", file=label)
     audio = resample(array, rate, DNSMOS_RATE)
     np.clip(audio, -1.0, 1.0, out=audio)  # soxr's overshoot on a full-scale source
-    scores = _speechmos_run()(audio, sr=DNSMOS_RATE)
+    scores = speechmos_run()(audio, sr=DNSMOS_RATE)
     return {key: float(scores[key]) for key in DNSMOS_KEYS}
 
 

@@ -51,7 +51,8 @@ class RequestTranscriber:
     """Whisper's transcript of an input clip, for inputs without a published transcript."""
 
     def __init__(self, asr_path: str | None) -> None:
-        self.asr_path, self._asr, self.used = asr_path, None, 0
+        self.asr_path, self._asr = asr_path, None
+        self._heard: dict[str, str] = {}  # every run's doc names the same input clip
 
     def __call__(self, doc: dict) -> str:
         from lm_eval_speech.asr import WHISPER_RATE, WhisperASR
@@ -60,6 +61,8 @@ class RequestTranscriber:
         path = doc.get("audio_file")
         if not path or not Path(path).is_file():
             return ""
+        if path in self._heard:
+            return self._heard[path]
         if self._asr is None:
             import torch
 
@@ -67,9 +70,8 @@ class RequestTranscriber:
 
             model = Path(self.asr_path) if self.asr_path else bundled_whisper_tiny_en()
             self._asr = WhisperASR(model, "auto", None, 5, "default", torch.device("cpu"))
-        self.used += 1
-        doc["transcript"] = self._asr.transcribe(load_audio(path, target_sr=WHISPER_RATE, item=path)[0])
-        return doc["transcript"]
+        self._heard[path] = self._asr.transcribe(load_audio(path, target_sr=WHISPER_RATE, item=path)[0])
+        return self._heard[path]
 
 
 def run_arena(
@@ -91,6 +93,13 @@ def run_arena(
     acoustics: bool = True,
 ) -> dict:
     runs = load_runs(run_arguments) if run_arguments else []
+    if acoustics and runs:
+        from lm_eval_speech.arena.acoustics import speechmos_run
+
+        try:
+            speechmos_run()  # before any judge call: a missing extra should not cost a judging run
+        except ImportError as error:
+            raise ArenaError(f"arena: {error}; or skip the acoustic figures with --no-acoustics") from error
     battles: list[Battle] = []
     human_problems: list[str] = []
     for path in human:
