@@ -107,6 +107,7 @@ def test_process_results_counts_spoken_unspoken_and_failed_answers():
     assert utils.process_results({}, [FailedGeneration("boom")])["failed_items"] == 1
     assert utils.mean_present([None, 1.0, 2.0]) == 1.5
     assert utils.corpus_wer([("a b c d", "a b c x"), None, ("e f", "e f")]) == pytest.approx(1 / 6)
+    assert np.isnan(utils.corpus_wer([None, ("", "")]))
 
 
 # -- runs and battles --------------------------------------------------------------------------

@@ -133,4 +133,5 @@ def corpus_wer(items: list) -> float:
     from lm_eval_speech.arena.acoustics import asr_consistency
 
     pairs = [tuple(p) for p in items if p is not None]
-    return asr_consistency(pairs)["wer"] if pairs else float("nan")
+    wer = asr_consistency(pairs)["wer"] if pairs else None
+    return float("nan") if wer is None else wer  # no transcript, or only empty text answers
