@@ -190,6 +190,13 @@ class SpeechLM(LM):
                     f"{type(self).__name__}: {request_where(request)} carries no audio "
                     '(was the task run with --metadata \'{"load_audio": false}\'?)'
                 )
+            # Before any generation: a whole run should not end in this error.
+            if not self.SPEAKS and self.speech.wants_audio(split_speech_kwargs(request.args[1])[1]):
+                raise ValueError(
+                    f"{type(self).__name__} answers in text only, but {request_where(request)} asks for a spoken "
+                    "answer: use a speech-out model (cascade, qwen2_5_omni, openai_audio), or --model_args "
+                    "speech_output=never to answer in text"
+                )
         # Longest audio first: memory problems show at once, and batches hold similar lengths.
         collator = Collator(
             requests,
@@ -206,12 +213,6 @@ class SpeechLM(LM):
                 outputs = self._generate_batch(batch, settings)
                 results.extend(postprocess_generated_text(output, settings["until"], None) for output in outputs)
             else:
-                if not self.SPEAKS:
-                    raise ValueError(
-                        f"{type(self).__name__} answers in text only, but {request_where(batch[0])} asks for a spoken "
-                        "answer: use a speech-out model (cascade, qwen2_5_omni, openai_audio with modalities=text+audio), "
-                        "or --model_args speech_output=never to answer in text"
-                    )
                 for request, spoken in zip(batch, self._speak_batch(batch, settings), strict=True):
                     text = postprocess_generated_text(spoken.text, settings["until"], None)
                     results.append(self.speech.respond(request, text, spoken.audio, spoken.sampling_rate, ask))

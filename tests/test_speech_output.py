@@ -109,8 +109,12 @@ def test_a_text_only_model_refuses_a_spoken_answer_and_never_answers_in_text(tin
     from lm_eval_speech.models.qwen2_audio import Qwen2AudioLM
 
     model = Qwen2AudioLM(pretrained=str(tiny_qwen2_audio), device="cpu")
+    generated = []
+    original = model._generate_batch
+    model._generate_batch = lambda requests, settings: generated.append(len(requests)) or original(requests, settings)
     with pytest.raises(ValueError, match="text only.*task speech_task doc 4 asks for a spoken answer"):
-        model.generate_until([request({**GREEDY, "speech_output": True}, doc_id=4)])
+        model.generate_until([request(GREEDY, doc_id=3), request({**GREEDY, "speech_output": True}, doc_id=4)])
+    assert generated == []  # refused before any generation, not after the text requests
     quiet = Qwen2AudioLM(pretrained=str(tiny_qwen2_audio), device="cpu", speech_output="never")
     [answer] = quiet.generate_until([request({**GREEDY, "speech_output": True})])
     assert isinstance(answer, str) and speech_of(answer) is None
