@@ -54,6 +54,13 @@ def flag(metadata: dict, key: str, default: bool) -> bool:
     return bool(value)
 
 
+def as_bool(value: Any) -> bool:
+    """A boolean model_arg or gen_kwarg: lm-eval passes ``key=true`` as a string; other strings are false."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 def record_provenance(metadata: dict, **entries: Any) -> None:
     """Add entries to the task's provenance dict, which lm-eval writes into the results file.
 

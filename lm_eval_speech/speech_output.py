@@ -23,10 +23,10 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from lm_eval_speech.data import as_bool
 from lm_eval_speech.paths import cache_root
 
 logger = logging.getLogger("lm_eval_speech.speech_output")
@@ -35,12 +35,6 @@ ASK_AUDIO = "speech_output"
 ASK_TRANSCRIPT = "speech_transcript"
 MODES = ("auto", "always", "never")
 SAMPLE_FIELD = "speech_output"
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 @dataclass(frozen=True)
@@ -54,8 +48,8 @@ class SpeechAsk:
 def split_speech_kwargs(gen_kwargs: dict | None) -> tuple[dict, SpeechAsk]:
     """The gen_kwargs without this module's keys, and what they asked."""
     rest = dict(gen_kwargs or {})
-    audio = _truthy(rest.pop(ASK_AUDIO, False))
-    transcript = _truthy(rest.pop(ASK_TRANSCRIPT, False))
+    audio = as_bool(rest.pop(ASK_AUDIO, False))
+    transcript = as_bool(rest.pop(ASK_TRANSCRIPT, False))
     return rest, SpeechAsk(audio=audio, transcript=transcript)
 
 

@@ -25,6 +25,7 @@ import lm_eval.models  # noqa: F401  (fills the built-in registry first; see lm-
 from lm_eval.api.registry import register_model
 
 from lm_eval_speech.audio import clip_array
+from lm_eval_speech.data import as_bool
 from lm_eval_speech.models._base import (
     AUDIO_PLACEHOLDER,
     SpeechLM,
@@ -36,12 +37,6 @@ from lm_eval_speech.models._base import (
 
 # Tried in order; audio-text-to-text LLMs sit in the first two (AudioFlamingo3 only in the second).
 AUTO_CLASSES = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM", "AutoModelForImageTextToText", "AutoModelForCausalLM")
-
-
-def _as_bool(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def resolve_model_class(config, model_class: str | None = None):
@@ -163,7 +158,7 @@ class HFAudioLM(ProcessorChatPrompt, SpeechLM):
 
         if not pretrained:
             raise ValueError(f"{type(self).__name__}: give pretrained=<hub id or local path>")
-        trust_remote_code = _as_bool(trust_remote_code)
+        trust_remote_code = as_bool(trust_remote_code)
         self._load_processor(pretrained, revision, trust_remote_code, system_prompt, sampling_rate)
         self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
         model_kwargs = {"revision": revision, "dtype": resolve_dtype(dtype, self.device), "trust_remote_code": trust_remote_code}

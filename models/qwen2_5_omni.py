@@ -30,8 +30,9 @@ from __future__ import annotations
 
 from lm_eval.api.registry import register_model
 
+from lm_eval_speech.data import as_bool
 from lm_eval_speech.models._base import hf_generate, hf_generate_kwargs, logger
-from lm_eval_speech.models.hf_audio import HFAudioLM, _as_bool
+from lm_eval_speech.models.hf_audio import HFAudioLM
 from lm_eval_speech.speech_output import SpokenAnswer
 
 # Qwen's model card: "If users need audio output, the system prompt must be set as ..."
@@ -61,7 +62,7 @@ class Qwen25OmniLM(HFAudioLM):
         self.audio_token = self.audio_token or "<|AUDIO|>"
         self.speaker = str(speaker)
         self.talker_max_new_tokens = int(talker_max_new_tokens)
-        self.talker_do_sample = _as_bool(talker_do_sample)
+        self.talker_do_sample = as_bool(talker_do_sample)
         self.thinker = getattr(self.model, "thinker", self.model)
         self._batched_speech = True
         if self.speech.mode == "never":

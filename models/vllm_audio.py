@@ -40,8 +40,9 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 
 from lm_eval_speech.audio import clip_array
+from lm_eval_speech.data import as_bool
 from lm_eval_speech.models._base import SpeechLM, logger, request_where
-from lm_eval_speech.models.hf_audio import ProcessorChatPrompt, _as_bool
+from lm_eval_speech.models.hf_audio import ProcessorChatPrompt
 
 INSTALL_HINT = 'pip install "lm-eval-speech[vllm]" (vLLM runs on Linux with a CUDA GPU; without one use --model hf_audio)'
 MODEL_ARGS = (
@@ -126,12 +127,12 @@ class VLLMAudioLM(ProcessorChatPrompt, SpeechLM):
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu
             logger.info("vllm_audio: rank with LOCAL_RANK=%s runs its engine on GPU %s", os.environ["LOCAL_RANK"], gpu)
         self._vllm = importlib.import_module("vllm")
-        trust_remote_code = _as_bool(trust_remote_code)
+        trust_remote_code = as_bool(trust_remote_code)
         self._load_processor(pretrained, revision, trust_remote_code, system_prompt, sampling_rate)
         self.engine_args = {
             "model": pretrained, "dtype": dtype, "tensor_parallel_size": self.tensor_parallel_size,
             "gpu_memory_utilization": float(gpu_memory_utilization), "limit_mm_per_prompt": {"audio": self.limit_mm_per_prompt},
-            "trust_remote_code": trust_remote_code, "enforce_eager": _as_bool(enforce_eager), "seed": int(seed),
+            "trust_remote_code": trust_remote_code, "enforce_eager": as_bool(enforce_eager), "seed": int(seed),
         }
         if revision:
             self.engine_args.update(revision=revision, tokenizer_revision=revision)

@@ -17,6 +17,7 @@ Metadata per clip (transcript, task description, evaluation target) is read, whe
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path, PurePosixPath
@@ -91,6 +92,7 @@ def read_metadata(root: Path, relpaths: list[str]) -> tuple[dict[str, dict], dic
     return found, report
 
 
+@functools.lru_cache(maxsize=None)  # the group's four domain tasks ask once, not four times
 def fetch_space_metadata(root: Path) -> Path | None:
     """The Space's ``data/*.json`` beside a hub download; None (with a warning) when unreachable."""
     from huggingface_hub import snapshot_download
