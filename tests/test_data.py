@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_speech.data import BenchmarkFiles, DataError, HubSource, flag, read_jsonl, read_jsonl_lines
+from lm_eval_speech.data import BenchmarkFiles, DataError, HubSource, benchmark_of, flag, option, read_jsonl, read_jsonl_lines
 
 HUB = HubSource("someone/bench")
+TASK = "speechinstruct_close_en_standard"
 
 
 def make_tree(root, files):
@@ -17,40 +18,60 @@ def make_tree(root, files):
     return root
 
 
-def test_item_paths_relative_to_root_to_listing_file_or_absolute(tmp_path):
-    root = make_tree(tmp_path / "d", ["sub/a.wav", "sub/audio/b.wav", "c.wav"])
-    files = BenchmarkFiles({"data_dir": str(root)}, HUB, "bench")
-    found = files.resolve_item_files(
-        ["sub/a.wav", "audio/b.wav", str(root / "c.wav")], listed_in="sub/list.jsonl", items=["i1", "i2", "i3"]
-    )
-    assert found == [root / "sub/a.wav", root / "sub/audio/b.wav", root / "c.wav"]
+def test_item_paths_in_every_published_form(tmp_path):
+    root = make_tree(tmp_path / "d", ["sub/a.wav", "sub/audio/b.wav", "c.wav", "sub/en/x/unique.wav", "sub/en/std/1.wav"])
+    files = BenchmarkFiles({"data_dir": str(root)}, HUB, TASK)
+    values = [
+        "sub/a.wav",  # relative to the root
+        "audio/b.wav",  # relative to the listing file's folder
+        str(root / "c.wav"),  # absolute, on this machine
+        "/home/author/SIB/sub/en/std/1.wav",  # absolute, from the authors' machine: its longest tail here
+        "C:\\data\\SIB\\sub\\audio\\b.wav",  # a Windows path
+        "unique.wav",  # a bare file name, found once under the root
+        "./sub/../sub/a.wav",
+    ]
+    found = files.resolve_item_files(values, listed_in="sub/list.jsonl", items=[f"i{n}" for n in range(len(values))])
+    assert found == [
+        root / "sub/a.wav", root / "sub/audio/b.wav", root / "c.wav", root / "sub/en/std/1.wav", root / "sub/audio/b.wav",
+        root / "sub/en/x/unique.wav", root / "sub/a.wav",
+    ]
 
 
-def test_every_missing_item_file_is_reported_with_its_item(tmp_path):
-    root = make_tree(tmp_path / "d", ["sub/a.wav"])
-    files = BenchmarkFiles({"data_dir": str(root)}, HUB, "bench")
+def test_every_missing_or_ambiguous_item_file_is_reported_with_its_item(tmp_path):
+    root = make_tree(tmp_path / "d", ["sub/a.wav", "en/1.wav", "cn/1.wav"])
+    files = BenchmarkFiles({"data_dir": str(root)}, HUB, TASK)
     with pytest.raises(DataError) as err:
-        files.resolve_item_files(["x.wav", "sub/a.wav", "y.wav"], listed_in="sub/list.jsonl", items=["item 1", "item 2", "item 3"])
+        files.resolve_item_files(
+            ["x.wav", "sub/a.wav", "/elsewhere/y.wav", "1.wav"], listed_in="sub/list.jsonl", items=["item 1", "item 2", "item 3", "item 4"]
+        )
     message = str(err.value)
-    assert "2 file(s) named in sub/list.jsonl are missing" in message
-    assert f"item 1: 'x.wav' not found (tried {root}/x.wav, {root}/sub/x.wav)" in message
-    assert "item 3" in message and "item 2" not in message
+    assert f"3 file(s) named in sub/list.jsonl cannot be found under {root}:" in message
+    assert "item 1: 'x.wav' not found (tried it relative to the root, to sub/" in message
+    assert "item 3: '/elsewhere/y.wav' not found" in message
+    assert "item 4: '1.wav' is ambiguous: cn/1.wav and en/1.wav both match" in message
+    assert "item 2" not in message
+
+
+def test_list_files_under_a_folder_any_nesting(tmp_path):
+    root = make_tree(tmp_path / "d", ["closed-ended/a.jsonl", "closed-ended/en/std/b.jsonl", "open-ended/c.jsonl"])
+    files = BenchmarkFiles({"data_dir": str(root)}, HUB, TASK)
+    assert files.list_files("closed-ended") == ["closed-ended/a.jsonl", "closed-ended/en/std/b.jsonl"]
 
 
 def test_missing_listing_file_names_the_expected_layout(tmp_path):
-    files = BenchmarkFiles({"data_dir": str(tmp_path)}, HUB, "bench")
+    files = BenchmarkFiles({"data_dir": str(tmp_path)}, HUB, TASK)
     with pytest.raises(DataError, match="expected closed-ended/x.jsonl under"):
         files.file("closed-ended/x.jsonl")
 
 
 def test_describe_local(tmp_path):
-    assert BenchmarkFiles({"data_dir": str(tmp_path)}, HUB, "b").describe() == {"source": "local", "data_dir": str(tmp_path.resolve())}
+    assert BenchmarkFiles({"data_dir": str(tmp_path)}, HUB, TASK).describe() == {"source": "local", "data_dir": str(tmp_path.resolve())}
 
 
 def test_hub_source_without_network_points_to_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    files = BenchmarkFiles({}, HubSource("nobody/not-cached"), "bench")
+    files = BenchmarkFiles({}, HubSource("nobody/not-cached"), TASK)
     assert not files.is_local
     with pytest.raises(DataError, match="cannot read hub repo nobody/not-cached .* --metadata '\\{\"data_dir\": \"PATH\"\\}'"):
         files.file("a.jsonl")
@@ -79,9 +100,29 @@ def test_line_numbers_count_blank_lines(tmp_path):
 
 @pytest.mark.parametrize("value, expected", [(True, True), ("false", False), ("1", True), (0, False)])
 def test_flag(value, expected):
-    assert flag({"k": value}, "k", not expected) is expected
+    assert flag({"k": value}, "k", not expected, "jasco") is expected
+    assert flag({"k": {"jasco": value}}, "k", not expected, "jasco") is expected
 
 
 def test_flag_rejects_nonsense():
     with pytest.raises(DataError, match="k='maybe'"):
-        flag({"k": "maybe"}, "k", True)
+        flag({"k": "maybe"}, "k", True, "jasco")
+
+
+def test_one_metadata_value_or_a_mapping_by_benchmark():
+    metadata = {"data_dir": {"speechinstruct": "/sib", "jasco": "/jasco"}, "judge": {"model": "m"}, "revision": "abc"}
+    assert option(metadata, "data_dir", "speechinstruct") == "/sib"
+    assert option(metadata, "data_dir", "jasco") == "/jasco"
+    assert option(metadata, "data_dir", "s2s_arena") is None  # missing: the benchmark's default (the hub)
+    assert option(metadata, "judge", "jasco") == {"model": "m"}  # a settings dict, not a mapping by benchmark
+    assert option(metadata, "revision", "s2s_arena") == "abc"
+    assert option({}, "x", "jasco", 5) == 5
+    with pytest.raises(DataError, match="mixes benchmark names \\['jasco'\\] with other keys \\['model'\\]"):
+        option({"judge": {"jasco": {}, "model": "m"}}, "judge", "jasco")
+
+
+def test_every_task_belongs_to_a_benchmark():
+    assert benchmark_of("speechinstruct_close_en") == "speechinstruct"
+    assert benchmark_of("s2s_arena_medical") == "s2s_arena" and benchmark_of("jasco") == "jasco"
+    with pytest.raises(DataError, match="none of this project's benchmarks"):
+        benchmark_of("ifeval")

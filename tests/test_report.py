@@ -189,6 +189,19 @@ def test_non_zero_counts_are_listed_under_their_table(runs):
     assert "Background (en)" in english and "Adjustment (zh)" in chinese
 
 
+def test_items_scored_with_drawn_arguments_show_how_far_a_draw_could_move_the_cell(tmp_path):
+    metrics = closed_metrics("speechinstruct_close_en_standard", 0.612, 0.7)
+    metrics |= {"drawn_items,sib": 12, "prompt_level_acc_draw_min,sib": 0.609, "prompt_level_acc_draw_max,sib": 0.615,
+                "inst_level_acc_draw_min,sib": 0.695, "inst_level_acc_draw_max,sib": 0.7031}
+    write_results(tmp_path, {"speechinstruct_close_en_standard": metrics}, model_name="m", date=EARLIER)
+    [report] = build_reports([tmp_path])
+    assert "61.20/70.00" in report.markdown
+    assert notes(report.markdown) == [
+        "m, Standard (en): 12 items scored with arguments drawn at random as upstream does "
+        "(P.Acc 61.20 (any draw: 60.90–61.50), I.Acc 70.00 (any draw: 69.50–70.31))"
+    ]
+
+
 def test_only_the_languages_present_get_a_table(runs):
     [report] = build_reports([runs["glm"]])
     assert "## English" in report.markdown and "## Chinese" not in report.markdown

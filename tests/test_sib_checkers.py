@@ -1,5 +1,6 @@
 """SpeechInstructBench closed-ended checkers: every id in English and Chinese, strict vs loose,
-argument checks, and that lm-eval's own IFEval checkers stay unchanged.
+what upstream does with each argument (use, draw, crash), and that lm-eval's own IFEval checkers
+stay unchanged.
 
 Expectations are worked out by hand from the authors' code (SpeechInstructBench @34f7681).
 """
@@ -17,17 +18,25 @@ from lm_eval.tasks.ifeval import instructions as ifeval
 from lm_eval.tasks.ifeval import instructions_registry as ifeval_registry
 from lm_eval.tasks.ifeval import instructions_util as ifeval_util
 
-from lm_eval_speech.tasks.speechinstruct import checkers
+from lm_eval_speech.tasks.speechinstruct import arguments, checkers, verdicts
 
 PROMPT = "Write a poem about cats."
 
 
+def follows(ids, kwargs_list, response, prompt=PROMPT):
+    """Verdicts for arguments that need no draw (the common case: complete, valid data)."""
+    plans = [arguments.plan(i, k) for i, k in zip(ids, kwargs_list, strict=True)]
+    assert not any(p.drawable for p in plans), [p.drawable for p in plans]
+    no_draws = {"strict": [{} for _ in plans], "loose": [{} for _ in plans]}
+    return verdicts.follows(ids, plans, no_draws, prompt, response)
+
+
 def strict(iid, kwargs, response):
-    return checkers.follows_strict([iid], [kwargs], PROMPT, response)[0]
+    return follows([iid], [kwargs], response)[0][0]
 
 
 def loose(iid, kwargs, response):
-    return checkers.follows_loose([iid], [kwargs], PROMPT, response)[0]
+    return follows([iid], [kwargs], response)[1][0]
 
 
 AT_LEAST, LESS_THAN = "at least", "less than"
@@ -241,6 +250,7 @@ def test_registry_reuses_lm_eval_classes_where_identical():
         "startend:end_checker",
         "punctuation:no_comma",
         "startend:quotation",
+        "change_case:capital_word_frequency",  # the same check, its token count cached
     }
     for iid in overridden:
         assert issubclass(checkers.INSTRUCTION_DICT[iid], ifeval_registry.INSTRUCTION_DICT[iid])
@@ -287,10 +297,9 @@ def test_several_instructions_in_one_prompt():
     ids = ["punctuation:no_comma", "detectable_format:title", "length_constraints:number_words"]
     kwargs = [{}, {}, {"num_words": 4, "relation": AT_LEAST}]
     response = "《春，夏》\n春天来了，花开了。"  # a comma on every line: loose cannot drop it
-    assert checkers.follows_strict(ids, kwargs, PROMPT, response) == [False, True, True]
-    assert checkers.follows_loose(ids, kwargs, PROMPT, response) == [False, True, True]
+    assert follows(ids, kwargs, response) == ([False, True, True], [False, True, True])
     with pytest.raises(ValueError):
-        checkers.follows_strict(ids, kwargs[:2], PROMPT, response)
+        follows(ids, kwargs[:2], response)
 
 
 # --- response_language: the zh fix ----------------------------------------------------------
@@ -320,7 +329,7 @@ def test_other_languages_still_work():
     assert strict("language:response_language", {"language": "de"}, french) is False
 
 
-# --- argument checks ------------------------------------------------------------------------
+# --- arguments: used as given, drawn, or a crash, as upstream -------------------------------
 
 NO_ARGUMENT_IDS = [
     "detectable_format:constrained_response", "detectable_format:json_format", "detectable_format:title",
@@ -340,10 +349,14 @@ ALL_NONE = {
 
 @pytest.mark.parametrize("iid", NO_ARGUMENT_IDS)
 def test_ids_without_arguments_build_from_empty_or_null_kwargs(iid):
-    for kwargs in (None, {}, ALL_NONE, {"num_words": 0, "keywords": [], "end_phrase": ""}):
-        assert isinstance(checkers.build_instruction(iid, kwargs, PROMPT), ifeval_registry.INSTRUCTION_DICT[iid])
+    for kwargs in ({}, ALL_NONE, {"num_words": 0, "keywords": [], "end_phrase": ""}):
+        plan = arguments.plan(iid, kwargs)
+        assert plan.drawable == () and plan.present == {}
+        assert isinstance(checkers.build_instruction(iid, plan.present, PROMPT), ifeval_registry.INSTRUCTION_DICT[iid])
     with pytest.raises(checkers.CheckerArgumentError, match="num_words"):
-        checkers.build_instruction(iid, {"num_words": 5}, PROMPT)
+        arguments.plan(iid, {"num_words": 5})  # upstream: TypeError, unexpected keyword argument
+    with pytest.raises(checkers.CheckerArgumentError, match="not an object"):
+        arguments.plan(iid, None)  # upstream: None.items()
 
 
 def test_null_keys_of_other_ids_are_dropped():
@@ -353,9 +366,9 @@ def test_null_keys_of_other_ids_are_dropped():
 
 def test_unknown_id():
     with pytest.raises(checkers.CheckerArgumentError, match="keywords:nonexistent"):
-        checkers.build_instruction("keywords:nonexistent", {}, PROMPT)
+        arguments.plan("keywords:nonexistent", {})
     with pytest.raises(checkers.CheckerArgumentError, match="multi-turn:constrained_start"):
-        checkers.follows_strict(["multi-turn:constrained_start"], [{"starter": "I"}], PROMPT, "I think")
+        arguments.plan("multi-turn:constrained_start", {"starter": "I"})
 
 
 VALID = {
@@ -377,24 +390,21 @@ VALID = {
     "startend:end_checker": {"end_phrase": "The end."},
     "change_case:capital_word_frequency": {"capital_frequency": 2, "capital_relation": AT_LEAST},
 }
-# (id, argument, bad value): each makes upstream draw a random value, or crash
-BAD_ARGUMENTS = [
+# (id, argument, value) that upstream replaces with a random draw (missing, falsy, or rejected)
+DRAWN_ARGUMENTS = [
     ("keywords:existence", "keywords", None), ("keywords:existence", "keywords", []),
-    ("keywords:existence", "keywords", ["("]),
     ("keywords:frequency", "keyword", ""), ("keywords:frequency", "frequency", None),
     ("keywords:frequency", "frequency", 0), ("keywords:frequency", "frequency", -1),
-    ("keywords:frequency", "relation", None), ("keywords:frequency", "relation", "more than"),
+    ("keywords:frequency", "relation", None),
     ("keywords:forbidden_words", "forbidden_words", []), ("keywords:forbidden_words", "forbidden_words", None),
     ("keywords:letter_frequency", "letter", None), ("keywords:letter_frequency", "letter", "ab"),
     ("keywords:letter_frequency", "letter", "1"), ("keywords:letter_frequency", "letter", "é"),
+    ("keywords:letter_frequency", "letter", "#"), ("keywords:letter_frequency", "letter", "!"),
     ("keywords:letter_frequency", "let_frequency", -2), ("keywords:letter_frequency", "let_relation", ""),
-    ("language:response_language", "language", None), ("language:response_language", "language", "xx"),
-    ("language:response_language", "language", "zh-cn"),
+    ("language:response_language", "language", None),
     ("length_constraints:number_sentences", "num_sentences", None),
     ("length_constraints:number_sentences", "num_sentences", -1),
-    ("length_constraints:number_sentences", "relation", "at most"),
     ("length_constraints:number_paragraphs", "num_paragraphs", 0),
-    ("length_constraints:number_paragraphs", "num_paragraphs", "2"),
     ("length_constraints:number_words", "num_words", None), ("length_constraints:number_words", "num_words", -5),
     ("length_constraints:number_words", "relation", None),
     ("length_constraints:nth_paragraph_first_word", "num_paragraphs", None),
@@ -409,44 +419,76 @@ BAD_ARGUMENTS = [
     ("detectable_format:number_bullet_lists", "num_bullets", 0),
     ("detectable_format:number_highlighted_sections", "num_highlights", None),
     ("detectable_format:multiple_sections", "section_spliter", None),
-    ("detectable_format:multiple_sections", "section_spliter", "*"),
     ("detectable_format:multiple_sections", "num_sections", -3),
-    ("combination:repeat_prompt", "prompt_to_repeat", None),
     ("startend:end_checker", "end_phrase", ""), ("startend:end_checker", "end_phrase", None),
     ("change_case:capital_word_frequency", "capital_frequency", None),
+    ("change_case:capital_word_frequency", "capital_relation", None),
+]
+# (id, argument, value) that upstream's code raises on, when building or when checking
+CRASHING_ARGUMENTS = [
+    ("keywords:existence", "keywords", ["("]), ("keywords:existence", "keywords", [5]),
+    ("keywords:frequency", "keyword", 5), ("keywords:frequency", "relation", "more than"),
+    ("keywords:forbidden_words", "forbidden_words", [["x"]]),
+    ("keywords:letter_frequency", "letter", 5), ("keywords:letter_frequency", "let_relation", "most"),
+    ("language:response_language", "language", "xx"), ("language:response_language", "language", "zh-cn"),
+    ("length_constraints:number_sentences", "relation", "at most"),
+    ("length_constraints:number_paragraphs", "num_paragraphs", "2"),
+    ("length_constraints:number_words", "num_words", "10"),
+    ("length_constraints:nth_paragraph_first_word", "nth_paragraph", 2.5),
+    ("length_constraints:nth_paragraph_first_word", "first_word", 5),
+    ("detectable_content:number_placeholders", "num_placeholders", [1]),
+    ("detectable_content:postscript", "postscript_marker", 5),
+    ("detectable_format:number_bullet_lists", "num_bullets", "3"),
+    ("detectable_format:number_highlighted_sections", "num_highlights", "2"),
+    ("detectable_format:multiple_sections", "section_spliter", "*"),
+    ("detectable_format:multiple_sections", "num_sections", "2"),
+    ("combination:repeat_prompt", "prompt_to_repeat", None), ("combination:repeat_prompt", "prompt_to_repeat", 5),
+    ("startend:end_checker", "end_phrase", 5),
     ("change_case:capital_word_frequency", "capital_frequency", "3"),
     ("change_case:capital_word_frequency", "capital_relation", "less"),
 ]
 
 
-def test_bad_arguments_cover_every_id_with_arguments():
-    assert {iid for iid, _, _ in BAD_ARGUMENTS} == set(VALID)
+def test_argument_cases_cover_every_id_with_arguments():
+    assert {iid for iid, _, _ in DRAWN_ARGUMENTS} == set(VALID) - {"combination:repeat_prompt"}
+    assert {iid for iid, _, _ in CRASHING_ARGUMENTS} == set(VALID)
     assert set(VALID) | set(NO_ARGUMENT_IDS) == set(ifeval_registry.INSTRUCTION_DICT)
+    assert set(VALID) == set(arguments.ARGUMENTS)
 
 
 @pytest.mark.parametrize("iid", sorted(VALID))
-def test_valid_arguments_build(iid):
-    assert checkers.build_instruction(iid, VALID[iid], PROMPT).get_instruction_args()
+def test_valid_arguments_are_used_as_given(iid):
+    plan = arguments.plan(iid, VALID[iid])
+    assert plan.drawable == () and plan.present == VALID[iid]
+    assert checkers.build_instruction(iid, plan.present, PROMPT).get_instruction_args()
 
 
-@pytest.mark.parametrize("iid, name, value", BAD_ARGUMENTS)
-def test_bad_argument_is_refused_and_named(iid, name, value):
-    kwargs = dict(VALID[iid], **{name: value})
+@pytest.mark.parametrize("iid, name, value", DRAWN_ARGUMENTS)
+def test_argument_upstream_draws_is_drawn(iid, name, value):
+    assert name in arguments.plan(iid, dict(VALID[iid], **{name: value})).drawable
+
+
+@pytest.mark.parametrize("iid, name, value", CRASHING_ARGUMENTS)
+def test_argument_upstream_crashes_on_is_refused_and_named(iid, name, value):
     with pytest.raises(checkers.CheckerArgumentError) as err:
-        checkers.build_instruction(iid, kwargs, PROMPT)
+        arguments.plan(iid, dict(VALID[iid], **{name: value}))
     assert iid in str(err.value) and name in str(err.value)
-    with pytest.raises(checkers.CheckerArgumentError):
-        checkers.follows_loose([iid], [kwargs], PROMPT, "some response")
 
 
 def test_unexpected_argument_is_refused():
     with pytest.raises(checkers.CheckerArgumentError, match="num_words"):
-        checkers.build_instruction("keywords:existence", {"keywords": ["cat"], "num_words": 3}, PROMPT)
+        arguments.plan("keywords:existence", {"keywords": ["cat"], "num_words": 3})
 
 
-class _NoRandom:
+class _RecordingRandom:
+    """Stands in for upstream's global ``random``: draws from a seeded generator and notes that it did."""
+
+    def __init__(self, seed):
+        self.generator, self.used = __import__("random").Random(seed), False
+
     def __getattr__(self, name):
-        raise AssertionError(f"random.{name} called")
+        self.used = True
+        return getattr(self.generator, name)
 
 
 # Candidate values per argument; every combination is tried per id.
@@ -454,7 +496,7 @@ _POOLS = {
     "keywords": [None, [], ["cat"], ["cat", "猫"], "cat", ["("], [5]],
     "keyword": [None, "", "cat", " cat ", "(", 5, ["cat"]],
     "forbidden_words": [None, [], ["cat"], "cat", [5], [["x"]]],
-    "letter": [None, "", "a", "Z", "ab", "1", "é", " ", "\u212a", 5, ["a"]],
+    "letter": [None, "", "a", "Z", "ab", "1", "é", " ", "#", "\u212a", "\u0130", 5, ["a"], ["a", "b"]],
     "language": [None, "", "en", "zh", "xx", "zh-cn", ["en"], 5],
     "section_spliter": [None, "", "Section", "  ", "*", "(", 5],
     "relation": [None, "", LESS_THAN, AT_LEAST, "more than", 1],
@@ -469,35 +511,52 @@ _POOL_OF = {
 _PROBES = ("Hello world. *hi* [x] P.S. yes\n\nSecond, para.\n\nThird\n\nFourth\n\nFifth", "你好。世界")
 
 
-def _upstream_refuses(iid, kwargs):
-    """Does upstream draw a random value, or raise, when building or checking?"""
-    instruction = checkers.INSTRUCTION_DICT[iid](iid)  # builds are lm-eval's/upstream's (bar language="zh")
-    try:
-        instruction.build_description(**{k: v for k, v in kwargs.items() if v})
-        for probe in _PROBES:
-            instruction.check_following(probe)
-    except Exception:
-        return True
-    return False
+def _upstream_build(iid, kwargs):
+    """Upstream's checker: IFEval's build (lm-eval's, line for line SIB's) with SIB's check (ours)."""
+    if kwargs.get("language") == "zh":  # upstream raises KeyError here; our fix builds it
+        return checkers.build_instruction(iid, kwargs, PROMPT)
+    built = ifeval_registry.INSTRUCTION_DICT[iid](iid)
+    built.build_description(**kwargs)
+    instruction = checkers.INSTRUCTION_DICT[iid](iid)
+    instruction.__dict__.update(built.__dict__)
+    if iid == "detectable_format:constrained_response":  # SIB's option list has the Chinese answers
+        instruction.build_description()
+    return instruction
 
 
+def _upstream(iid, kwargs, monkeypatch):
+    """(crashes for some draw, draws at all) when upstream builds and checks with these arguments."""
+    crashed, drew = False, False
+    for seed in range(12):  # num_paragraphs draws decide whether a later nth_paragraph crashes
+        recorder = _RecordingRandom(seed)
+        monkeypatch.setattr(ifeval, "random", recorder)
+        monkeypatch.setattr(ifeval_util, "random", recorder)
+        try:
+            instruction = _upstream_build(iid, {k: v for k, v in kwargs.items() if v})
+            for probe in _PROBES:
+                instruction.check_following(probe)
+        except Exception:
+            crashed = True
+        drew = drew or recorder.used
+    return crashed, drew
+
+
+@pytest.mark.filterwarnings("ignore:randrange:DeprecationWarning")  # upstream's randint(1, True + 1)
 @pytest.mark.parametrize("iid", sorted(VALID))
-def test_refusals_match_upstream_random_and_crashes(iid, monkeypatch):
-    monkeypatch.setattr(ifeval, "random", _NoRandom())
-    monkeypatch.setattr(ifeval_util, "random", _NoRandom())
+def test_plans_match_upstream_draws_and_crashes(iid, monkeypatch):
     names = list(VALID[iid])
     pools = [_POOLS.get(name) or _POOLS[_POOL_OF.get(name, "number")] for name in names]
-    refused = 0
+    seen = set()
     for values in itertools.product(*pools):
         kwargs = dict(zip(names, values))
         try:
-            checkers.build_instruction(iid, kwargs, PROMPT)
-            ours = False
+            ours = (False, bool(arguments.plan(iid, kwargs).drawable))
         except checkers.CheckerArgumentError:
-            ours = True
-        assert ours == _upstream_refuses(iid, kwargs), kwargs
-        refused += ours
-    assert 0 < refused < len(list(itertools.product(*pools)))
+            ours = (True, None)
+        crashed, drew = _upstream(iid, kwargs, monkeypatch)
+        assert ours == ((True, None) if crashed else (False, drew)), kwargs
+        seen.add(ours)
+    assert len(seen) == (2 if iid == "combination:repeat_prompt" else 3), seen  # given, drawn and crash all occur
 
 
 # --- lm-eval's IFEval stays as it was -------------------------------------------------------

@@ -261,3 +261,32 @@ def test_group_lists_every_subset(task_manager):
     assert {"speechinstruct_open_en", "speechinstruct_open_zh", "speechinstruct_adjust_en", "speechinstruct_adjust_zh"} <= set(
         task_manager.all_tasks
     )
+
+
+def test_questions_typed_as_a_list_are_numbered_for_the_judge():
+    from lm_eval_speech.tasks.speechinstruct.judged import numbered_questions
+
+    assert numbered_questions(["Is it a poem?", "Does it rhyme? "]) == "1. Is it a poem?\n2. Does it rhyme?"
+    assert numbered_questions(["1. Is it a poem?", "2) Does it rhyme?"]) == "1. Is it a poem?\n2) Does it rhyme?"
+    assert numbered_questions(["1. a?", "3. b?"]) == "1. 1. a?\n2. 3. b?"  # not its own numbering: numbered anew
+    assert numbered_questions("1. Is it a poem?") == "1. Is it a poem?"
+    assert numbered_questions(None) is None
+
+
+def test_an_older_uploads_list_of_questions_loads(tmp_path):
+    root = tmp_path / "sib"
+    (root / "open-ended").mkdir(parents=True)
+    rows = [
+        {"key": 1, "prompt": "p", "decomposed_questions": ["Is it short?", "Is it kind?"], "audio_path": "x.wav"},
+        {"key": 2, "prompt": "q", "decomposed_questions": "1. Is it long?", "audio_path": "y.wav"},
+    ]
+    (root / "open-ended" / "open_ended_en.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                          metadata={"data_dir": str(root), "load_audio": False, "judge_cache": False,
+                                    "judge": {"base_url": "http://127.0.0.1:9/v1"}})
+    task = manager.load(["speechinstruct_open_en"])["tasks"]["speechinstruct_open_en"]
+    assert [d["decomposed_questions"] for d in task.dataset["test"]] == ["1. Is it short?\n2. Is it kind?", "1. Is it long?"]
+    rows[0]["decomposed_questions"] = ["Is it short?", 5]
+    (root / "open-ended" / "open_ended_en.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError, match=r"line 1 \(key=1\): field 'decomposed_questions' is a list holding"):
+        manager.load(["speechinstruct_open_en"])

@@ -61,8 +61,9 @@ def write_responses(path: Path, responses, task: str | None = None) -> Path:
     return path
 
 
-def evaluate(tasks, responses_path: Path, data_dir: Path, **metadata):
-    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(data_dir), **metadata})
+def evaluate(tasks, responses_path: Path, data_dir, **metadata):
+    data_dir = data_dir if isinstance(data_dir, dict) else str(data_dir)
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": data_dir, **metadata})
     return lm_eval.simple_evaluate(
         model="responses", model_args={"path": str(responses_path)}, tasks=tasks, task_manager=manager, bootstrap_iters=0
     )
@@ -154,28 +155,118 @@ def test_items_sharing_a_prompt_get_the_last_response(sib_data, tmp_path):
     assert provenance["data"]["items_sharing_a_prompt"] == 2
 
 
-def test_invalid_items_are_an_error_or_skipped_and_counted(sib_data, tmp_path):
+# IFEval's HF layout: every argument key present, None where unused (and falsy values dropped)
+HF_NULLS = dict.fromkeys(
+    ("capital_frequency", "capital_relation", "end_phrase", "first_word", "forbidden_words", "frequency", "keyword",
+     "keywords", "language", "let_frequency", "let_relation", "letter", "nth_paragraph", "num_bullets",
+     "num_highlights", "num_paragraphs", "num_placeholders", "num_sections", "num_sentences", "num_words",
+     "postscript_marker", "prompt_to_repeat", "relation", "section_spliter")
+)
+DRAWING_ITEMS = [
+    {"key": 1, "prompt": "P", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+    # no relation: upstream picks "less than" or "at least" at random
+    {"key": 2, "prompt": "Q", "instruction_id_list": ["length_constraints:number_words"], "kwargs": [{"num_words": 5}]},
+    # Google's IFEval has letter "#": upstream replaces it with a random letter
+    {
+        "key": 3, "prompt": "R", "instruction_id_list": ["keywords:letter_frequency", "keywords:existence"],
+        "kwargs": [
+            {**HF_NULLS, "letter": "#", "let_frequency": 4, "let_relation": "at least"}, {**HF_NULLS, "keywords": ["river"]},
+        ],
+    },
+    {"key": 4, "prompt": "S", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [dict(HF_NULLS)]},
+]
+# 1: T | 2: 3 words, "less than 5" T, "at least 5" F | 3: the letter r 4 times (only r), "river" T | 4: T
+DRAWING_RESPONSES = ["a b", "a b c", "river river", "x y"]
+
+
+def _evaluate_with_samples(path, root, **metadata):
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(root), **metadata})
+    return lm_eval.simple_evaluate(
+        model="responses", model_args={"path": str(path)}, tasks=["speechinstruct_close_en_standard"],
+        task_manager=manager, bootstrap_iters=0, log_samples=True,
+    )
+
+
+def test_drawn_arguments_are_scored_seeded_recorded_and_bounded(sib_data, tmp_path):
+    clip = sib_data / "closed-ended" / "en" / "standard" / "1.wav"
+    root = _one_file_dataset(tmp_path / "data", [dict(i) for i in DRAWING_ITEMS], clip)
+    path = write_responses(tmp_path / "r.jsonl", DRAWING_RESPONSES)
+    first = _evaluate_with_samples(path, root)
+    task = "speechinstruct_close_en_standard"
+    found = metrics(first, task)
+    assert first["n-samples"][task]["original"] == 4  # every item scored, as upstream scores them
+    assert found["drawn_items"] == 2 and found["drawn_instructions"] == 2
+    # Prompt level, strict: items 1 and 4 pass, 2 and 3 pass for some draws and fail for others.
+    assert found["prompt_level_strict_acc_draw_min"] == 2 / 4 and found["prompt_level_strict_acc_draw_max"] == 4 / 4
+    assert found["inst_level_strict_acc_draw_min"] == 3 / 5 and found["inst_level_strict_acc_draw_max"] == 5 / 5
+    for metric in ("prompt_level_acc", "inst_level_acc", "prompt_level_strict_acc", "inst_level_loose_acc"):
+        assert found[f"{metric}_draw_min"] <= found[metric] <= found[f"{metric}_draw_max"], metric
+    draws = {s["doc"]["key"]: json.loads(s["doc"]["draws"]) for s in first["samples"][task]}
+    assert draws[1] == draws[4] == {"strict": [{}], "loose": [{}]}
+    assert {d["relation"] for d in (draws[2]["strict"][0], draws[2]["loose"][0])} <= {"less than", "at least"}
+    assert set(draws[3]["strict"][0]) == {"letter"} and draws[3]["strict"][1] == {}
+    provenance = first["configs"][task]["metadata"]["lm_eval_speech"]["draws"]
+    assert provenance == {"policy": "draw", "seed": 0, "items_with_drawn_arguments": 2, "instructions_with_drawn_arguments": 2}
+    # The same data and seed: the same draws and numbers; another seed draws anew within the same bounds.
+    again = _evaluate_with_samples(path, root)
+    assert metrics(again, task) == found
+    assert [s["doc"]["draws"] for s in again["samples"][task]] == [s["doc"]["draws"] for s in first["samples"][task]]
+    other = _evaluate_with_samples(path, root, draw_seed=7)
+    assert [s["doc"]["draws"] for s in other["samples"][task]] != [s["doc"]["draws"] for s in first["samples"][task]]
+    assert {k: v for k, v in metrics(other, task).items() if "draw_m" in k} == {k: v for k, v in found.items() if "draw_m" in k}
+
+
+def test_without_drawn_arguments_the_bounds_are_the_value(sib_data, tmp_path):
+    found = metrics(evaluate(["speechinstruct_close_en_standard"], write_responses(tmp_path / "r.jsonl", EN_RESPONSES), sib_data),
+                    "speechinstruct_close_en_standard")
+    assert found["drawn_items"] == 0
+    for metric in EN_EXPECTED:
+        assert found[f"{metric}_draw_min"] == found[metric] == found[f"{metric}_draw_max"], metric
+
+
+def test_drawing_items_can_be_skipped_and_counted_or_refused(sib_data, tmp_path):
+    clip = sib_data / "closed-ended" / "en" / "standard" / "1.wav"
+    root = _one_file_dataset(tmp_path / "data", [dict(i) for i in DRAWING_ITEMS], clip)
+    path = write_responses(tmp_path / "r.jsonl", ["a b", "x y"])
+    results = evaluate(["speechinstruct_close_en_standard"], path, root, invalid_items="skip")
+    assert results["n-samples"]["speechinstruct_close_en_standard"]["original"] == 2
+    provenance = results["configs"]["speechinstruct_close_en_standard"]["metadata"]["lm_eval_speech"]
+    assert provenance["data"]["skipped_invalid_items"] == 2 and provenance["data"]["items_in_file"] == 4
+    assert metrics(results, "speechinstruct_close_en_standard")["drawn_items"] == 0
+    with pytest.raises(DataError) as err:
+        evaluate(["speechinstruct_close_en_standard"], path, root, invalid_items="error")
+    message = str(err.value)
+    assert "2 item(s) whose checkers upstream builds with randomly drawn arguments" in message
+    assert "line 2 (key=2): length_constraints:number_words draws relation" in message
+    assert "line 3 (key=3): keywords:letter_frequency draws letter" in message
+    with pytest.raises(DataError, match="invalid_items must be one of"):
+        evaluate(["speechinstruct_close_en_standard"], path, root, invalid_items="ignore")
+
+
+def test_items_upstream_crashes_on_are_an_error_naming_file_line_and_key(sib_data, tmp_path):
     clip = sib_data / "closed-ended" / "en" / "standard" / "1.wav"
     items = [
         {"key": 1, "prompt": "P", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
-        # no relation: upstream would pick "less than" or "at least" at random
-        {"key": 2, "prompt": "Q", "instruction_id_list": ["length_constraints:number_words"], "kwargs": [{"num_words": 5}]},
-        {"key": 3, "prompt": "R", "instruction_id_list": ["detectable_format:title"], "kwargs": [{}, {}]},
+        {"key": 2, "prompt": "Q", "instruction_id_list": ["keywords:frequency"],
+         "kwargs": [{"keyword": "a", "frequency": 2, "relation": "more than"}]},
+        {"key": 3, "prompt": "R", "instruction_id_list": ["detectable_format:title", "punctuation:no_comma"], "kwargs": [{}]},
+        {"key": 4, "prompt": "S", "instruction_id_list": ["keywords:nonexistent"], "kwargs": [{}]},
+        {"key": 5, "prompt": "T", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [None]},
+        # more kwargs than ids: upstream reads the first ones only
+        {"key": 6, "prompt": "U", "instruction_id_list": ["detectable_format:title"], "kwargs": [{}, {}]},
     ]
     root = _one_file_dataset(tmp_path / "data", items, clip)
-    path = write_responses(tmp_path / "r.jsonl", ["a b", "<<t>>"])
-    with pytest.raises(DataError) as err:
-        evaluate(["speechinstruct_close_en_standard"], path, root)
-    message = str(err.value)
-    assert "2 invalid item(s)" in message
-    assert "line 2 (key=2)" in message and "relation" in message
-    assert "line 3 (key=3)" in message and "1 instruction ids but 2 kwargs" in message
-
-    results = evaluate(["speechinstruct_close_en_standard"], path, root, invalid_items="skip")
-    assert results["n-samples"]["speechinstruct_close_en_standard"]["original"] == 1
-    provenance = results["configs"]["speechinstruct_close_en_standard"]["metadata"]["lm_eval_speech"]
-    assert provenance["data"]["skipped_invalid_items"] == 2
-    assert provenance["data"]["items_in_file"] == 3
+    path = write_responses(tmp_path / "r.jsonl", ["a b"])
+    for policy in ("draw", "skip"):
+        with pytest.raises(DataError) as err:
+            evaluate(["speechinstruct_close_en_standard"], path, root, invalid_items=policy)
+        message = str(err.value)
+        assert "4 item(s) that the authors' code crashes on" in message
+        assert "closed-ended/closed_standard_en.jsonl line 2 (key=2): keywords:frequency: argument relation='more than'" in message
+        assert "line 3 (key=3): 2 instruction ids but only 1 kwargs entries" in message
+        assert "line 4 (key=4): unknown instruction id 'keywords:nonexistent'" in message
+        assert "line 5 (key=5): punctuation:no_comma: kwargs is NoneType" in message
+        assert "key=6" not in message
 
 
 def test_missing_audio_names_the_file_and_item(sib_data, tmp_path):
@@ -226,3 +317,68 @@ def test_prompt_is_the_fixed_inference_prompt(sib_data, tmp_path):
     context = results["samples"]["speechinstruct_close_en_standard"][0]["arguments"][0][0]
     # The instruction is heard, never shown: the text is the authors' fixed prompt after the clip.
     assert context == "<audio>You are a helpful AI assistant. Please answer the question based on the provided audio."
+
+
+# -- the published layouts: closed-ended files found by name or folder, and data_dir by benchmark --
+def _relocated(sib_data: Path, root: Path, moves: dict[str, str]) -> Path:
+    """A copy of the fixture with closed-ended files moved; their audio paths made root-relative."""
+    shutil.copytree(sib_data, root)
+    closed = root / "closed-ended"
+    for source, target in moves.items():
+        lines = [json.loads(line) for line in (closed / source).read_text(encoding="utf-8").splitlines()]
+        for line in lines:
+            if not Path(line["audio_path"]).is_absolute() and not line["audio_path"].startswith("closed-ended/"):
+                line["audio_path"] = f"closed-ended/{line['audio_path']}"
+        (closed / source).unlink()
+        (closed / target).parent.mkdir(parents=True, exist_ok=True)
+        (closed / target).write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines), encoding="utf-8")
+    return root
+
+
+def test_closed_ended_files_are_found_by_name_or_folder_at_any_depth(sib_data, tmp_path):
+    root = _relocated(sib_data, tmp_path / "data", {
+        "closed_standard_en.jsonl": "English/Standard/data.jsonl",
+        "closed_paralinguistics_cn.jsonl": "zh/closed_paralinguistic.jsonl",
+    })
+    path = write_responses(tmp_path / "r.jsonl", EN_RESPONSES, "speechinstruct_close_en_standard")
+    write_responses(path, ZH_RESPONSES, "speechinstruct_close_zh_paralinguistics")
+    results = evaluate(["speechinstruct_close_en_standard", "speechinstruct_close_zh_paralinguistics"], path, root)
+    assert_metrics(metrics(results, "speechinstruct_close_en_standard"), EN_EXPECTED)
+    assert_metrics(metrics(results, "speechinstruct_close_zh_paralinguistics"), ZH_EXPECTED)
+    provenance = results["configs"]["speechinstruct_close_en_standard"]["metadata"]["lm_eval_speech"]
+    assert provenance["data"]["file"] == "closed-ended/English/Standard/data.jsonl"
+
+
+def test_two_or_no_closed_ended_files_is_an_error_listing_them_then_data_files_chooses(sib_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(sib_data, root)
+    closed = root / "closed-ended"
+    (closed / "v2").mkdir()
+    shutil.copy(closed / "closed_standard_en.jsonl", closed / "v2" / "closed_standard_en.jsonl")
+    path = write_responses(tmp_path / "r.jsonl", EN_RESPONSES)
+    with pytest.raises(DataError) as err:
+        evaluate(["speechinstruct_close_en_standard"], path, root)
+    message = str(err.value)
+    assert "2 closed-ended files for variant 'standard' and language 'en'" in message
+    assert "closed-ended/closed_standard_en.jsonl  (variant: standard, language: en)" in message
+    assert "closed-ended/v2/closed_standard_en.jsonl  (variant: standard, language: en)" in message
+    assert '"data_files": {"speechinstruct_close_en_standard": "closed-ended/.../FILE.jsonl"}' in message
+    chosen = {"speechinstruct_close_en_standard": "closed-ended/v2/closed_standard_en.jsonl"}
+    results = evaluate(["speechinstruct_close_en_standard"], path, root, data_files=chosen)
+    assert_metrics(metrics(results, "speechinstruct_close_en_standard"), EN_EXPECTED)
+    (closed / "closed_background_en.jsonl").unlink()
+    with pytest.raises(DataError, match="no closed-ended file for variant 'background' and language 'en'"):
+        evaluate(["speechinstruct_close_en_background"], path, root)
+
+
+def test_data_dir_by_benchmark(sib_data, tmp_path):
+    path = write_responses(tmp_path / "r.jsonl", EN_RESPONSES)
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={
+        "data_dir": {"speechinstruct": str(sib_data), "jasco": str(tmp_path / "jasco-elsewhere")},
+    })
+    results = lm_eval.simple_evaluate(model="responses", model_args={"path": str(path)},
+                                      tasks=["speechinstruct_close_en_standard"], task_manager=manager, bootstrap_iters=0)
+    assert_metrics(metrics(results, "speechinstruct_close_en_standard"), EN_EXPECTED)
+    # A benchmark missing from the mapping reads the hub (offline here).
+    with pytest.raises(DataError, match="cannot read hub repo ddwang2000/SpeechInstructBench"):
+        evaluate(["speechinstruct_close_en_standard"], path, {"jasco": str(tmp_path)})

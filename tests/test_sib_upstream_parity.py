@@ -2,9 +2,11 @@
 
 Set ``SIB_UPSTREAM_DIR`` to a checkout of dingdongwang/SpeechInstructBench (or its ``evaluator/``
 folder). The authors' ``close.py`` strict/loose functions and checkers are loaded from there, never
-copied here, and compared with ``follows_strict``/``follows_loose`` on generated English, Chinese
-and mixed responses. ``SIB_PARITY_RESPONSES`` sets how many responses (default 100). The one
-intended difference: upstream cannot build ``language="zh"`` (KeyError); we can.
+copied here, and compared with ours on generated English, Chinese and mixed responses.
+``SIB_PARITY_RESPONSES`` sets how many responses (default 100). The one intended difference:
+upstream cannot build ``language="zh"`` (KeyError); we can. Where upstream draws an argument at
+random, its verdict (under several seeds of its global ``random``) must lie within our bounds, and
+equal our verdict when the bounds say no draw can change it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import langdetect
 import pytest
 from lm_eval.tasks.ifeval import instructions_registry as ifeval_registry
 
-from lm_eval_speech.tasks.speechinstruct import checkers
+from lm_eval_speech.tasks.speechinstruct import arguments, checkers, verdicts
 
 
 UPSTREAM_DIR = os.environ.get("SIB_UPSTREAM_DIR")
@@ -178,11 +180,31 @@ def _response(rng: random.Random) -> str:
     return rng.choice(["", " ", "\n"]) + text + rng.choice(["", " ", "\n", "  \n"])
 
 
-def _kwargs(rng: random.Random, iid: str) -> dict:
+# Values upstream replaces by a random draw: missing or falsy, or rejected by its builder.
+DRAWN_VALUES = {
+    "letter": ["#", "!", "ab", None], "nth_paragraph": [9, -1, None], "num_paragraphs": [None, -2],
+    "keywords": [None, []], "keyword": [None, ""], "forbidden_words": [None], "first_word": [None, ""],
+    "language": [None], "section_spliter": [None], "postscript_marker": [None, ""], "end_phrase": [None],
+    "relation": [None, ""], "let_relation": [None], "capital_relation": [None, ""],
+}
+
+
+def _kwargs(rng: random.Random, iid: str, drawn: bool = False) -> dict:
     kwargs = dict(rng.choice(KWARGS[iid]))
+    if drawn and kwargs and iid != "combination:repeat_prompt":  # a missing prompt_to_repeat crashes upstream
+        for name in rng.sample(sorted(kwargs), rng.randint(1, len(kwargs))):
+            kwargs[name] = rng.choice(DRAWN_VALUES.get(name, [None, 0, -1]))
     if rng.random() < 0.3:  # IFEval's HF layout: every argument key, None where unused
         kwargs = {name: kwargs.get(name) for name in ALL_ARGUMENT_NAMES}
     return kwargs
+
+
+def _ours(iid: str, kwargs: dict, prompt: str, response: str, rng: random.Random):
+    """Our strict and loose verdicts (each pass with its own draws) and their bounds."""
+    plan = arguments.plan(iid, kwargs)
+    draws = {p: [arguments.draw(plan, rng)] for p in ("strict", "loose")}
+    strict, loose = verdicts.follows([iid], [plan], draws, prompt, response)
+    return (strict[0], loose[0]), verdicts.verdict_range(plan, prompt, response), bool(plan.drawable)
 
 
 def _zh_detected(response: str) -> bool:
@@ -192,36 +214,61 @@ def _zh_detected(response: str) -> bool:
         return True
 
 
-def test_generated_cases_match_upstream(upstream_close):
-    rng = random.Random(20250101)
-    n_responses = int(os.environ.get("SIB_PARITY_RESPONSES", "100"))
-    compared, zh_fixed, mismatches = 0, 0, []
-    for _ in range(n_responses):
+def _theirs(upstream_close, iid, kwargs, prompt, response) -> tuple[bool, bool]:
+    inp = upstream_close.InputExample(key=0, instruction_id_list=[iid], prompt=prompt, kwargs=[kwargs])
+    return tuple(
+        test(inp, {prompt: response}).follow_instruction_list[0]
+        for test in (upstream_close.test_instruction_following_strict, upstream_close.test_instruction_following_loose)
+    )
+
+
+def _generated(seed: int, ids, drawn: bool = False):
+    """(id, kwargs, prompt, response, rng) over SIB_PARITY_RESPONSES generated responses."""
+    rng = random.Random(seed)
+    for _ in range(int(os.environ.get("SIB_PARITY_RESPONSES", "100"))):
         response, prompt = _response(rng), rng.choice(PROMPTS)
-        for iid in checkers.INSTRUCTION_DICT:
-            for _ in range(2 if len(KWARGS[iid]) > 1 else 1):
-                kwargs = _kwargs(rng, iid)
-                ours = (
-                    checkers.follows_strict([iid], [kwargs], prompt, response)[0],
-                    checkers.follows_loose([iid], [kwargs], prompt, response)[0],
-                )
-                inp = upstream_close.InputExample(key=0, instruction_id_list=[iid], prompt=prompt, kwargs=[kwargs])
-                if kwargs.get("language") == "zh":
-                    with pytest.raises(KeyError):  # the upstream crash we fix
-                        upstream_close.test_instruction_following_strict(inp, {prompt: response})
-                    assert ours[0] == bool(response.strip() and _zh_detected(response))
-                    zh_fixed += 1
-                    continue
-                theirs = tuple(
-                    test(inp, {prompt: response}).follow_instruction_list[0]
-                    for test in (
-                        upstream_close.test_instruction_following_strict,
-                        upstream_close.test_instruction_following_loose,
-                    )
-                )
-                compared += 2
-                if ours != theirs:
-                    mismatches.append((iid, kwargs, response, ours, theirs))
+        for iid in ids:
+            for _ in range(2 if len(KWARGS[iid]) > 1 and not drawn else 1):
+                yield iid, _kwargs(rng, iid, drawn), prompt, response, rng
+
+
+def test_generated_cases_match_upstream(upstream_close):
+    compared, zh_fixed, mismatches = 0, 0, []
+    for iid, kwargs, prompt, response, rng in _generated(20250101, checkers.INSTRUCTION_DICT):
+        ours, bounds, drawn = _ours(iid, kwargs, prompt, response, rng)
+        assert not drawn and bounds == verdicts.VerdictRange((ours[0],) * 2, (ours[1],) * 2)
+        if kwargs.get("language") == "zh":
+            inp = upstream_close.InputExample(key=0, instruction_id_list=[iid], prompt=prompt, kwargs=[kwargs])
+            with pytest.raises(KeyError):  # the upstream crash we fix
+                upstream_close.test_instruction_following_strict(inp, {prompt: response})
+            assert ours[0] == bool(response.strip() and _zh_detected(response))
+            zh_fixed += 1
+            continue
+        theirs = _theirs(upstream_close, iid, kwargs, prompt, response)
+        compared += 2
+        if ours != theirs:
+            mismatches.append((iid, kwargs, response, ours, theirs))
     print(f"SIB parity: {compared} comparisons, {len(mismatches)} mismatches, {zh_fixed} zh builds (upstream KeyError)")
     assert not mismatches, mismatches[:10]
+    assert compared > 0
+
+
+def test_drawn_arguments_stay_within_bounds(upstream_close):
+    """Upstream's random verdicts (several seeds of its global random) never leave our bounds, and
+    where the bounds are one value, upstream gives that value whatever it draws."""
+    compared, fixed, outside = 0, 0, []
+    for iid, kwargs, prompt, response, rng in _generated(20251206, arguments.ARGUMENTS, drawn=True):
+        ours, bounds, drawn = _ours(iid, kwargs, prompt, response, rng)
+        if not drawn:
+            continue
+        for seed in range(5):
+            random.seed(seed)  # upstream draws from the global generator
+            strict, loose = _theirs(upstream_close, iid, kwargs, prompt, response)
+            compared += 2
+            if not (bounds.strict[0] <= strict <= bounds.strict[1] and bounds.loose[0] <= loose <= bounds.loose[1]):
+                outside.append((iid, kwargs, response, (strict, loose), bounds))
+        fixed += bounds.strict[0] == bounds.strict[1]
+        assert bounds.strict[0] <= ours[0] <= bounds.strict[1] and bounds.loose[0] <= ours[1] <= bounds.loose[1]
+    print(f"SIB drawn arguments: {compared} upstream verdicts, {len(outside)} outside our bounds, {fixed} draw-independent")
+    assert not outside, outside[:5]
     assert compared > 0

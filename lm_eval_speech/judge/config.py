@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lm_eval_speech import data
 from lm_eval_speech.paths import cache_root
 
 JUDGE_KEY = "judge"
@@ -178,13 +179,15 @@ def resolve_judges(metadata: dict, *, task: str) -> list[JudgeConfig]:
     else:
         raise JudgeConfigError(f"{task}: the task YAML declares no metadata.{DEFAULT_JUDGE_KEY} or {DEFAULT_JUDGES_KEY}")
     base = defaults[0]
-    if metadata.get(JUDGES_KEY) is not None:
-        listed = metadata[JUDGES_KEY]
+    # --metadata serves every task of a run: a mapping by benchmark gives each its own judges.
+    benchmark = data.benchmark_of(task)
+    listed, single = data.option(metadata, JUDGES_KEY, benchmark), data.option(metadata, JUDGE_KEY, benchmark)
+    if listed is not None:
         if not isinstance(listed, list) or not listed:
             raise JudgeConfigError(f"{task}: --metadata {JUDGES_KEY} must be a non-empty list of judge settings")
         judges = [judge_from_dict(j, base=base, where=f"{task}: {JUDGES_KEY}[{i}]") for i, j in enumerate(listed)]
-    elif metadata.get(JUDGE_KEY) is not None:
-        judges = [judge_from_dict(metadata[JUDGE_KEY], base=base, where=f"{task}: {JUDGE_KEY}")]
+    elif single is not None:
+        judges = [judge_from_dict(single, base=base, where=f"{task}: {JUDGE_KEY}")]
     else:
         judges = [judge_from_dict(d, where=f"{task}: {DEFAULT_JUDGES_KEY}[{i}]") for i, d in enumerate(defaults)]
     names = [j.name for j in judges]

@@ -131,7 +131,21 @@ def _count_phrases(result: TaskResult, column: Column) -> list[str]:
         if count:
             count = int(count)
             phrases.append(f"{count} item{'' if count == 1 else 's'} {phrase}")
+    drawn = result.number("drawn_items", column.filter_name)
+    if drawn:
+        phrases.append(f"{int(drawn)} item{'' if drawn == 1 else 's'} scored with arguments drawn at random as upstream "
+                       f"does ({_draw_ranges(result, column)})")
     return phrases
+
+
+def _draw_ranges(result: TaskResult, column: Column) -> str:
+    """``P.Acc 61.20 (any draw: 60.90–61.50)``: how far upstream's random arguments could move each number."""
+    shown = []
+    for metric, label in zip(column.metrics, ("P.Acc", "I.Acc")):
+        value, low, high = (result.number(m, column.filter_name) for m in (metric, f"{metric}_draw_min", f"{metric}_draw_max"))
+        if value is not None and low is not None and high is not None:
+            shown.append(f"{label} {percent(value)} (any draw: {percent(low)}–{percent(high)})")
+    return ", ".join(shown)
 
 
 def render_chart(merged: MergedResults, path: Path) -> None:

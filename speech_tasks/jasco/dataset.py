@@ -32,12 +32,13 @@ logger = logging.getLogger("lm_eval_speech.jasco")
 
 def data_root(metadata: dict) -> tuple[Path, dict]:
     """The folder holding ``dataset/v0``, and provenance describing where it came from."""
-    if metadata.get(data.DATA_DIR_KEY):
-        root = Path(os.path.expanduser(str(metadata[data.DATA_DIR_KEY]))).resolve()
+    data_dir = data.option(metadata, data.DATA_DIR_KEY, "jasco")
+    if data_dir:
+        root = Path(os.path.expanduser(str(data_dir))).resolve()
         if not (root / SUBDIR / "v0.csv").is_file():
             raise data.DataError(f"jasco: {root / SUBDIR / 'v0.csv'} not found; data_dir must hold the repository's dataset/v0 folder")
         return root, {"source": "local", "data_dir": str(root)}
-    commit = str(metadata.get(data.REVISION_KEY) or ARCHIVE_COMMIT)
+    commit = str(data.option(metadata, data.REVISION_KEY, "jasco") or ARCHIVE_COMMIT)
     root = cache_root() / "jasco" / commit
     if not (root / SUBDIR / "v0.csv").is_file():
         _download(commit, root)

@@ -27,7 +27,7 @@ logger = logging.getLogger("lm_eval_speech.jasco")
 def load_jasco(**metadata) -> datasets.DatasetDict:
     root, source = dataset.data_root(metadata)
     clips = dataset.read_clips(root)
-    load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True)
+    load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True, "jasco")
     # A local copy is used as it is; the results say whether it is the published release.
     changed = dataset.differences(root)
     if changed and source["source"] == "local":

@@ -49,7 +49,7 @@ def _load(domain: str | None, metadata: dict) -> datasets.DatasetDict:
         for relpath, values in fields.items():
             found.setdefault(relpath, {}).update(values)
         report = {k: report.get(k, 0) + v for k, v in counts.items()}
-    load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True)
+    load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True, "s2s_arena")
     docs = []
     for relpath, task in clips:
         if (domain and taxonomy.TASK_DOMAIN[task] != domain) or (wanted and task not in wanted):

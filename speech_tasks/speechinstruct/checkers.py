@@ -9,12 +9,13 @@ or plain substring), ``nth_paragraph_first_word`` (CJK prefix compare, CJK punct
 ``constrained_response`` (Chinese options), ``title`` (``《》``), ``end_checker`` (punctuation,
 incl. Chinese, ignored), ``no_comma`` (``，``) and ``quotation`` (``“”``); plus one fix of our own:
 ``response_language`` accepts ``"zh"`` (a KeyError upstream) and counts langdetect's
-``zh-cn``/``zh-tw`` as ``zh``. Arguments that would make upstream draw random values or crash are
-rejected with :class:`CheckerArgumentError`.
+``zh-cn``/``zh-tw`` as ``zh``. What upstream does with each argument (use, draw, crash) is
+``arguments.py``; checkers here are built from complete arguments only.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import string
@@ -40,12 +41,15 @@ _CJK = re.compile("[\u4e00-\u9fff]")
 _LESS_THAN, _AT_LEAST = _ifeval._COMPARISON_RELATION
 
 
+# The text statistics are cached: the bounds of a drawn argument check one response many times.
+@functools.lru_cache(maxsize=1024)
 def count_words(text: str) -> int:
     """SIB word count: CJK ideographs if the text has any (other words ignored), else IFEval's."""
     ideographs = len(_CJK.findall(text))
     return ideographs if ideographs else _util.count_words(text)
 
 
+@functools.lru_cache(maxsize=1024)
 def count_sentences(text: str) -> int:
     """SIB sentence count: with CJK, non-blank pieces between ``！？。``; else IFEval's punkt."""
     if _CJK.search(text):
@@ -60,6 +64,27 @@ def _compare(actual, relation, threshold) -> bool:
 class NumberOfSentences(_ifeval.NumberOfSentences):
     def check_following(self, value):
         return _compare(count_sentences(value), self._comparison_relation, self._num_sentences_threshold)
+
+
+@functools.lru_cache(maxsize=1024)
+def count_capital_words(text: str) -> int:
+    """IFEval's: nltk tokens that are all upper case (hyphenated words count once)."""
+    return sum(1 for word in _util.nltk.word_tokenize(text) if word.isupper())
+
+
+@functools.lru_cache(maxsize=1024)
+def detect_language(text: str) -> str | None:
+    """langdetect's answer (seeded, so the same for the same text); None when it cannot tell."""
+    try:
+        return langdetect.detect(text)
+    except langdetect.LangDetectException as err:
+        logger.warning("Unable to detect language for text %r (%s); counted as followed", text, err)
+        return None
+
+
+class CapitalWordFrequencyChecker(_ifeval.CapitalWordFrequencyChecker):
+    def check_following(self, value):
+        return _compare(count_capital_words(value), self._comparison_relation, self._frequency)
 
 
 class NumberOfWords(_ifeval.NumberOfWords):
@@ -78,6 +103,18 @@ class ForbiddenWords(_ifeval.ForbiddenWords):
 
 class ParagraphFirstWordCheck(_ifeval.ParagraphFirstWordCheck):
     _PUNCTUATION = frozenset(".,?!'\"。，？！‘“”")
+
+    def build_description(self, num_paragraphs=None, nth_paragraph=None, first_word=None):
+        # Upstream's own draw can give nth_paragraph = num_paragraphs + 1 (never followed). Passed in,
+        # the builder would take it for invalid and draw again: build with paragraph 1, then set it.
+        beyond = isinstance(num_paragraphs, int) and nth_paragraph == num_paragraphs + 1
+        description = super().build_description(num_paragraphs, 1 if beyond else nth_paragraph, first_word)
+        if not beyond:
+            return description
+        self._nth_paragraph = nth_paragraph
+        return self._description_pattern.format(
+            num_paragraphs=self._num_paragraphs, nth_paragraph=nth_paragraph, first_word=self._first_word
+        )
 
     def check_following(self, value):
         paragraphs = value.split("\n\n")
@@ -165,10 +202,8 @@ class ResponseLanguageChecker(_ifeval.ResponseLanguageChecker):
         return self._description_pattern.format(language="Chinese")
 
     def check_following(self, value):
-        try:
-            detected = langdetect.detect(value)
-        except langdetect.LangDetectException as err:
-            logger.warning("Unable to detect language for text %r (%s); counted as followed", value, err)
+        detected = detect_language(value)
+        if detected is None:
             return True
         return self._DETECTED_AS.get(detected, detected) == self._language
 
@@ -186,6 +221,7 @@ _OVERRIDES = {
     "startend:end_checker": EndChecker,
     "punctuation:no_comma": CommaChecker,
     "startend:quotation": QuotationChecker,
+    "change_case:capital_word_frequency": CapitalWordFrequencyChecker,
 }
 INSTRUCTION_DICT: dict[str, type] = {
     iid: _OVERRIDES.get(iid, cls) for iid, cls in _registry.INSTRUCTION_DICT.items()
@@ -193,137 +229,33 @@ INSTRUCTION_DICT: dict[str, type] = {
 
 
 class CheckerArgumentError(ValueError):
-    """An instruction id or argument that upstream would replace by a random value, or crash on."""
+    """An instruction id or argument that upstream's code crashes on (see ``arguments.py``)."""
 
 
-# Arguments each id accepts, each with a test that holds where upstream uses the value as given
-# (a missing argument, or one failing its test, is drawn at random upstream, or crashes it when
-# building or checking). Order matters: nth_paragraph is compared with num_paragraphs.
-def _non_negative(value, _):
-    return value >= 0
-
-
-def _number(value, _):
-    return isinstance(value >= 0, bool)  # capital_frequency: upstream takes any number, even < 0
-
-
-def _relation(value, _):
-    return value in (_LESS_THAN, _AT_LEAST)
-
-
-def _text(value, _):
-    return isinstance(value, str)
-
-
-def _texts(value, _):
-    return all(isinstance(item, str) for item in value)
-
-
-def _regexes(value, _):
-    return all(isinstance(k, str) and re.compile(k) for k in sorted(value))  # searched as regexes
-
-
-_ARGUMENTS = {
-    "keywords:existence": {"keywords": _regexes},
-    "keywords:frequency": {
-        "keyword": lambda v, _: _regexes([v.strip()], _),
-        "frequency": _non_negative,
-        "relation": _relation,
-    },
-    "keywords:forbidden_words": {"forbidden_words": _texts},
-    "keywords:letter_frequency": {
-        "letter": lambda v, _: len(v) == 1 and 97 <= ord(v.lower()) <= 122,
-        "let_frequency": _non_negative,
-        "let_relation": _relation,
-    },
-    "language:response_language": {"language": lambda v, _: v == "zh" or v in _util.LANGUAGE_CODES},
-    "length_constraints:number_sentences": {"num_sentences": _non_negative, "relation": _relation},
-    "length_constraints:number_paragraphs": {"num_paragraphs": _non_negative},
-    "length_constraints:number_words": {"num_words": _non_negative, "relation": _relation},
-    "length_constraints:nth_paragraph_first_word": {
-        "num_paragraphs": _non_negative,
-        "nth_paragraph": lambda v, kw: isinstance(v, int) and 0 < v <= kw["num_paragraphs"],
-        "first_word": _text,
-    },
-    "detectable_content:number_placeholders": {"num_placeholders": _non_negative},
-    "detectable_content:postscript": {"postscript_marker": _text},
-    "detectable_format:number_bullet_lists": {"num_bullets": _non_negative},
-    "detectable_format:number_highlighted_sections": {"num_highlights": _non_negative},
-    "detectable_format:multiple_sections": {
-        "section_spliter": lambda v, _: _regexes([r"\s?" + v.strip() + r"\s?\d+\s?"], _),
-        "num_sections": _non_negative,
-    },
-    "combination:repeat_prompt": {"prompt_to_repeat": _text},
-    "startend:end_checker": {"end_phrase": _text},
-    "change_case:capital_word_frequency": {"capital_frequency": _number, "capital_relation": _relation},
-}
-
-
-def _check_arguments(instruction_id: str, kwargs: dict) -> None:
-    accepted = _ARGUMENTS.get(instruction_id, {})
-    for name in kwargs:
-        if name not in accepted:
-            raise CheckerArgumentError(f"{instruction_id}: unexpected argument {name!r}")
-    for name, holds in accepted.items():
-        if name not in kwargs:
-            raise CheckerArgumentError(
-                f"{instruction_id}: argument {name!r} is missing, null or falsy (upstream would pick a random value)"
-            )
-        try:
-            valid = holds(kwargs[name], kwargs)
-        except Exception:  # e.g. a wrong type, which upstream would crash on
-            valid = False
-        if not valid:
-            raise CheckerArgumentError(
-                f"{instruction_id}: argument {name}={kwargs[name]!r} is invalid "
-                "(upstream would pick a random value or fail)"
-            )
-
-
-def build_instruction(instruction_id: str, kwargs: dict | None, prompt: str):
-    """Build one checker as SIB's evaluator does, refusing arguments it would randomise or crash on."""
+def build_instruction(instruction_id: str, kwargs: dict, prompt: str):
+    """Build one checker as SIB's ``close.py`` does, from complete arguments: the given ones after
+    the falsy-drop, plus drawn ones where upstream draws (``arguments.plan`` / ``arguments.draw``)."""
     if instruction_id not in INSTRUCTION_DICT:
         raise CheckerArgumentError(f"unknown instruction id {instruction_id!r}")
-    # As upstream: drop every falsy value (None, 0, "", []), so a 0 counts as missing.
-    kwargs = {k: v for k, v in (kwargs or {}).items() if v}
-    _check_arguments(instruction_id, kwargs)
     instruction = INSTRUCTION_DICT[instruction_id](instruction_id)
-    try:
-        instruction.build_description(**kwargs)
-        args = instruction.get_instruction_args()
-        if args and "prompt" in args:
-            instruction.build_description(prompt=prompt)
-    except Exception as err:
-        raise CheckerArgumentError(f"{instruction_id}: cannot build with arguments {kwargs!r}: {err!r}") from err
+    instruction.build_description(**kwargs)
+    args = instruction.get_instruction_args()
+    if args and "prompt" in args:
+        instruction.build_description(prompt=prompt)
     return instruction
 
 
-def _build_all(instruction_ids, kwargs_list, prompt):
-    return [build_instruction(i, k, prompt) for i, k in zip(instruction_ids, kwargs_list, strict=True)]
+def strict_verdict(checker, response: str) -> bool:
+    """IFEval/SIB strict: a blank response fails, else the checker on the response as is."""
+    return bool(response.strip() and checker.check_following(response))
 
 
-def _strict(checkers, response) -> list[bool]:
-    return [bool(response.strip() and c.check_following(response)) for c in checkers]
-
-
-def _loose(checkers, response) -> list[bool]:
+def loose_variants(response: str) -> list[str]:
+    """IFEval/SIB loose: the response, without ``*``, without its first/last/both lines, and those without ``*``."""
     lines = response.split("\n")
     trimmed = ["\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()]
-    variants = [response, response.replace("*", ""), *trimmed, *(t.replace("*", "") for t in trimmed)]
-    return [any(v.strip() and c.check_following(v) for v in variants) for c in checkers]
+    return [response, response.replace("*", ""), *trimmed, *(t.replace("*", "") for t in trimmed)]
 
 
-def follows_strict(instruction_ids, kwargs_list, prompt, response) -> list[bool]:
-    """IFEval/SIB strict: a blank response fails, else each checker on the response as is."""
-    return _strict(_build_all(instruction_ids, kwargs_list, prompt), response)
-
-
-def follows_loose(instruction_ids, kwargs_list, prompt, response) -> list[bool]:
-    """IFEval/SIB loose: followed if any of 8 variants (first/last line dropped, ``*`` removed) passes."""
-    return _loose(_build_all(instruction_ids, kwargs_list, prompt), response)
-
-
-def follows(instruction_ids, kwargs_list, prompt, response) -> tuple[list[bool], list[bool]]:
-    """Strict and loose verdicts together, each checker built once (its checks keep no state)."""
-    checkers = _build_all(instruction_ids, kwargs_list, prompt)
-    return _strict(checkers, response), _loose(checkers, response)
+def loose_verdict(checker, variants: list[str]) -> bool:
+    return any(v.strip() and checker.check_following(v) for v in variants)

@@ -73,7 +73,7 @@ def _load(subset: str, language: str, metadata: dict) -> datasets.DatasetDict:
                 "key": str(row.get("key", line)),
                 "prompt": row["prompt"],
                 # Absent only in adjustment rows; upstream then fills {prompt} and {response} alone.
-                "decomposed_questions": row.get("decomposed_questions"),
+                "decomposed_questions": numbered_questions(row.get("decomposed_questions")),
                 "audio_path": row.get("audio_path"),
                 "audio_file": "",
                 "row": row_index,
@@ -86,7 +86,7 @@ def _load(subset: str, language: str, metadata: dict) -> datasets.DatasetDict:
 
     # Data first, judges second: a broken file is reported before a missing API key.
     judging = task_judging.register(name, metadata, {prompt_name: prompt}, max_judges=1, options={"parsing": parsing})
-    load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True)
+    load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True, "speechinstruct")
     if load_audio:
         missing = [d["label"] for d in docs if not isinstance(d["audio_path"], str) or not d["audio_path"]]
         if missing:
@@ -112,21 +112,36 @@ def _load(subset: str, language: str, metadata: dict) -> datasets.DatasetDict:
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
+_NUMBERED = re.compile(r"\s*(\d+)\s*[.)、:：]")
+
+
+def numbered_questions(questions: str | list | None) -> str | None:
+    """The questions as the judge prompt takes them: a string as it is; a list (an older upload's
+    form) as one question per line, numbered ``1. `` ... unless each already starts with its number."""
+    if not isinstance(questions, list):
+        return questions
+    if all((m := _NUMBERED.match(q)) and int(m.group(1)) == n for n, q in enumerate(questions, start=1)):
+        return "\n".join(questions)
+    return "\n".join(f"{n}. {q.strip()}" for n, q in enumerate(questions, start=1))
+
+
 def _validate(row: dict, subset: str) -> str | None:
     if not isinstance(row.get("prompt"), str) or not row["prompt"]:
         return "missing or empty field 'prompt'"
+    questions = row.get("decomposed_questions")
+    if isinstance(questions, list) and not all(isinstance(q, str) and q.strip() for q in questions):
+        return "field 'decomposed_questions' is a list holding something other than non-empty strings"
     if subset == "open":
-        questions = row.get("decomposed_questions")
-        if not isinstance(questions, str) or not questions.strip():
+        if not (isinstance(questions, str) and questions.strip()) and not (isinstance(questions, list) and questions):
             # Upstream would send the judge its template's literal "{decompose_question}".
-            return "open-ended items need 'decomposed_questions' (a string of numbered yes/no questions)"
-    elif "decomposed_questions" in row and not isinstance(row["decomposed_questions"], str):
-        return "field 'decomposed_questions' is not a string"
+            return "open-ended items need 'decomposed_questions' (numbered yes/no questions: a string, or a list)"
+    elif "decomposed_questions" in row and not isinstance(questions, str | list):
+        return "field 'decomposed_questions' is neither a string nor a list"
     return None
 
 
 def _parsing_mode(metadata: dict, name: str) -> str:
-    mode = str(metadata.get(PARSING_KEY, "strict"))
+    mode = str(data.option(metadata, PARSING_KEY, "speechinstruct", "strict"))
     if mode not in ("strict", "lenient"):
         raise data.DataError(f'{name}: --metadata {PARSING_KEY} must be "strict" or "lenient", not {mode!r}')
     return mode
