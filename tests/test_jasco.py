@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import io
 import json
+import random
 import re
 import shutil
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import lm_eval
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
@@ -340,28 +342,193 @@ def test_rating_is_the_last_rating_line(response, expected):
 
 def test_row_scores_best_mean_and_dependence_by_hand():
     rows = [
-        scoring.JudgedRow("1", scoring.GOOD, 1),
-        scoring.JudgedRow("1", scoring.AUDIO, 2),  # rating ignored: only Good rows earn it
-        scoring.JudgedRow("2", scoring.GOOD, None),  # unparsed: left out of clip 2's best
-        scoring.JudgedRow("2", scoring.SPEECH, 2),
-        scoring.JudgedRow("3", scoring.GOOD, None),  # clip 3 has no scorable row: not counted
-        scoring.JudgedRow("3", None, None),  # judge call failed
-        scoring.JudgedRow("4", scoring.UNKNOWN, 2),  # "?" scores 0
-        scoring.JudgedRow("4", scoring.NEITHER, 2),
-        scoring.JudgedRow("5", scoring.GOOD, 2),
+        scoring.JudgedRow("1", 0, scoring.GOOD, 1),
+        scoring.JudgedRow("1", 1, scoring.AUDIO, 2),  # rating ignored: only Good rows earn it
+        scoring.JudgedRow("2", 0, scoring.GOOD, None),  # no rating: clip 1's last rating (2) as upstream, or unscored
+        scoring.JudgedRow("2", 1, scoring.SPEECH, 2),
+        scoring.JudgedRow("3", 0, scoring.GOOD, None),  # takes clip 2's 2; unscored: clip 3 has no scorable row
+        scoring.JudgedRow("3", 1, None, None),  # judge call failed
+        scoring.JudgedRow("4", 0, scoring.UNKNOWN, 2),  # "?" scores 0
+        scoring.JudgedRow("4", 1, scoring.NEITHER, 0),
+        scoring.JudgedRow("5", 0, scoring.GOOD, None),  # takes clip 4's 0
+        scoring.JudgedRow("5", 1, scoring.GOOD, 2),
     ]
-    assert [r.score for r in rows] == [1, 0, None, 0, None, None, 0, 0, 2]
-    assert [(r.failed, r.unparsed) for r in rows] == [
-        (False, False), (False, False), (False, True), (False, False), (False, True), (True, False),
-        (False, True), (False, False), (False, False),
+    ordered = scoring.in_upstream_order(rows)
+    assert [r.previous_rating for r in ordered] == [None, 1, 2, 2, 2, 2, 2, 2, 0, 0]
+    assert [r.score(scoring.PREVIOUS_ROW) for r in ordered] == [1, 0, 2, 0, 2, None, 0, 0, 0, 2]
+    assert [r.score(scoring.UNSCORED) for r in ordered] == [1, 0, None, 0, None, None, 0, 0, None, 2]
+    assert [(r.failed, r.unparsed, r.carried) for r in ordered] == [
+        (False, False, False), (False, False, False), (False, True, True), (False, False, False), (False, True, True),
+        (True, False, False), (False, True, False), (False, False, False), (False, True, True), (False, False, False),
     ]
-    assert scoring.best_mean(rows) == ((1 + 0 + 0 + 2) / 4, 4)
-    # A = 1, G = 4, S = 1 (N, ? and failed rows excluded)
-    assert scoring.dependence(rows) == {"audio_dependence": 1 / 6, "both_dependence": 4 / 6, "speech_dependence": 1 / 6}
-    assert scoring.best_mean([scoring.JudgedRow("1", None, None)]) == (None, 0)
-    assert scoring.dependence([scoring.JudgedRow("1", scoring.NEITHER, 0)]) == dict.fromkeys(
+    assert scoring.best_mean(rows, scoring.PREVIOUS_ROW) == ((1 + 2 + 2 + 0 + 2) / 5, 5)
+    assert scoring.best_mean(rows, scoring.UNSCORED) == ((1 + 0 + 0 + 2) / 4, 4)
+    assert scoring.carried_rows(rows) == 3
+    # A = 1, G = 5, S = 1 (N, ? and failed rows excluded)
+    assert scoring.dependence(rows) == {"audio_dependence": 1 / 7, "both_dependence": 5 / 7, "speech_dependence": 1 / 7}
+    assert scoring.best_mean([scoring.JudgedRow("1", 0, None, None)], scoring.PREVIOUS_ROW) == (None, 0)
+    assert scoring.dependence([scoring.JudgedRow("1", 0, scoring.NEITHER, 0)]) == dict.fromkeys(
         ("audio_dependence", "both_dependence", "speech_dependence")
     )
+
+
+# -- a rating-less row: the authors' stats() loop as the reference ----------------------------
+def eval_py_stats(df: pd.DataFrame, reask) -> tuple[float, list[str]]:
+    """``stats`` of the authors' evaluation/eval.py, line for line (a judge's re-ask is ``reask(explanation)``).
+
+    Returns best-mean and the orientations. A row without a "Rating: " line keeps ``score`` from
+    the previous row read (any clip, any orientation); with none read yet a Good row raises.
+    """
+    groups = df.groupby(["id"])
+
+    best_for_each_group = []
+    orientations = []
+    for group in groups:
+        a, b = group
+        group_scores = []
+        for index, row in b.iterrows():
+            response = row["llama3_extract"]
+
+            # Extract the orienteation from the judge's output
+            if "Orientation: Neither" in response or "Orientation: \nNeither" in response:
+                orientation = "N"
+            elif "Orientation: Audio-Oriented" in response or "Orientation: \nAudio-Oriented" in response:
+                orientation = "A"
+            elif "Orientation: Speech-Oriented" in response or "Orientation: \nSpeech-Oriented" in response:
+                orientation = "S"
+            elif "Orientation: Good" in response or "Orientation: \nGood" in response or "Orientation: Both" in response:
+                orientation = "G"
+            else:
+                explanation_2 = response.split("Explanation2: ")[-1]
+                post_process_output = reask(explanation_2)
+                if "Neither" in post_process_output:
+                    orientation = "N"
+                elif "Audio-Oriented" in post_process_output:
+                    orientation = "A"
+                elif "Speech-Oriented" in post_process_output:
+                    orientation = "S"
+                elif "Good" in post_process_output:
+                    orientation = "G"
+                else:
+                    orientation = "?"
+            orientations.append(orientation)
+
+            # Extract the rating score from the judge's output
+            subsentences = response.split("\n")
+            for subsentence in subsentences:
+                if "Rating: " in subsentence:
+                    if "0" in subsentence:
+                        score = 0
+                    elif "1" in subsentence:
+                        score = 1
+                    elif "2" in subsentence:
+                        score = 2
+                    else:
+                        score = 0
+            # Double check the coherence of the score and the orientation
+            if orientation == "G":
+                group_scores.append(score)
+            else:
+                group_scores.append(0)
+        # For each sample we use its best score to calculate the mean (best-mean)
+        best_for_each_group.append(max(group_scores))
+
+    return sum(best_for_each_group) / len(best_for_each_group), orientations
+
+
+NO_RATING = {  # judge answers without a "Rating: " line
+    "N": "Explanation1: no action named\nExplanation2: none\nOrientation: Neither",
+    "G": "Explanation1: no score given\nExplanation2: both\nOrientation: Good",
+    "RQ": "Explanation1: no score given\nExplanation2: it uses both, I think",  # no orientation: re-asked, answers Good
+}
+RATED = {
+    "A2": "Explanation1: x\nRating: 2\nExplanation2: the sound\nOrientation: Audio-Oriented",
+    "S1": "Explanation1: x\nRating: 1\nExplanation2: the words\nOrientation: Speech-Oriented",
+    "G1": "Explanation1: x\nRating: 1\nExplanation2: both\nOrientation: Good",
+    "G0": "Explanation1: x\nRating: 0\nExplanation2: both\nOrientation: \nGood",
+}
+# (clip id, that clip's rows in prompt order), in example.csv's order; clip 10 comes after 3 (ids sort as numbers).
+# Upstream per clip: 1 -> max(0, 0, 2 (A2's rating, from an Audio row), 0, 1) = 2; 2 -> max(1 (G1's, across the
+# clip boundary), 0) = 1; 3 -> 0 (G0's, also through the re-asked row); 10 -> 0 (still G0's).  best-mean 3 / 4.
+# Unscored: 1 -> 1 (G1); 2 -> 0 (G0); 3 -> no scorable row, not counted; 10 -> 0 (S1).  best-mean 1 / 3.
+CARRY_CLIPS = [
+    (1, ["N", "A2", "G", "S1", "G1"]),  # the first row has no rating (not Good: upstream does not need one)
+    (2, ["G", "G0"]),
+    (3, ["G", "RQ"]),
+    (10, ["G", "S1"]),
+]
+
+
+def _reask(explanation: str) -> str:
+    assert explanation == "it uses both, I think"
+    return "Good."
+
+
+def _judged_items(clips: list[tuple[int, list[str]]], judge: str = "judge-a") -> tuple[pd.DataFrame, list[dict]]:
+    """The judge answers as eval.py's csv, and as the task's process_results items (parsed as judge_responses does)."""
+    rows, items = [], []
+    for clip, kinds in clips:
+        for prompt, kind in enumerate(kinds):
+            answer = {**NO_RATING, **RATED}[kind]
+            rows.append({"id": clip, "llama3_extract": answer})
+            orientation = scoring.orientation_of(answer) or scoring.orientation_of_reask(_reask(scoring.reask_explanation(answer)))
+            record = {"output": answer, "orientation": orientation, "rating": scoring.rating_of(answer)}
+            doc = {"task": "jasco", "id": str(clip), "prompt_index": prompt}
+            items.append(utils.process_results(doc, [{"judges": {judge: record}}])["best_mean"])
+    return pd.DataFrame(rows), items
+
+
+def test_the_default_reading_is_eval_py_stats_on_rows_without_a_rating():
+    df, items = _judged_items(CARRY_CLIPS)
+    expected, orientations = eval_py_stats(df, _reask)
+    assert expected == 3 / 4  # the hand count above: the reference is the authors' loop, not our reading of it
+    [metrics] = utils.per_judge_metrics(items, scoring.PREVIOUS_ROW).values()
+    assert metrics["best_mean"] == metrics["best_mean_previous_row"] == expected
+    assert (metrics["clips"], metrics["rows"]) == (4, 11)
+    assert metrics["carried_rating_rows"] == 5  # every Good row without a rating: each had an earlier rating
+    shares = {label: orientations.count(label) / sum(orientations.count(x) for x in "ASG") for label in "ASG"}
+    assert (metrics["audio_dependence"], metrics["both_dependence"], metrics["speech_dependence"]) == (
+        shares["A"], shares["G"], shares["S"]
+    )
+    assert metrics["best_mean_unscored"] == 1 / 3
+
+
+def test_unscored_gives_the_corrected_numbers():
+    _, items = _judged_items(CARRY_CLIPS)
+    [metrics] = utils.per_judge_metrics(items, scoring.UNSCORED).values()
+    assert (metrics["best_mean"], metrics["clips"]) == (1 / 3, 3)
+    assert (metrics["best_mean_previous_row"], metrics["best_mean_unscored"], metrics["carried_rating_rows"]) == (3 / 4, 1 / 3, 5)
+
+
+def test_a_good_first_row_without_a_rating_crashes_upstream_and_is_unscored_here():
+    clips = [(1, ["G", "A2"]), (2, ["G"])]
+    df, items = _judged_items(clips)
+    with pytest.raises(NameError):  # nothing read into `score` yet
+        eval_py_stats(df, _reask)
+    # the same loop once the first row has a rating: the rest is upstream's reading
+    assert eval_py_stats(df.iloc[1:], _reask)[0] == 1.0  # clip 1: A2 -> 0; clip 2: A2's 2
+    [metrics] = utils.per_judge_metrics(items, scoring.PREVIOUS_ROW).values()
+    # clip 1: the first row is unscored, A2 scores 0; clip 2 takes A2's 2
+    assert (metrics["best_mean"], metrics["clips"], metrics["carried_rating_rows"]) == (1.0, 2, 1)
+    assert metrics["best_mean_unscored"] == 0.0
+
+
+def test_rows_gathered_in_any_order_give_the_same_numbers():
+    # Data-parallel ranks hand their items to rank 0 in any order; clip ids must sort as numbers.
+    df, items = _judged_items(CARRY_CLIPS)
+    _, second = _judged_items(CARRY_CLIPS[1:] + CARRY_CLIPS[:1], judge="judge-b")  # another judge, clip 1 last in the file
+    for item, other in zip(items, sorted(second, key=lambda i: (int(i["clip"]), i["prompt"]))):
+        item["rows"].update(other["rows"])
+    expected = utils.per_judge_metrics(items, scoring.PREVIOUS_ROW)
+    assert expected["judge-a"] == expected["judge-b"] and expected["judge-a"]["best_mean"] == 3 / 4
+    assert eval_py_stats(df.astype({"id": str}), _reask)[0] == 1.0  # ids as text: clip 10 after 1 would take G1's 1
+    unscored = utils.per_judge_metrics(items, scoring.UNSCORED)
+    for seed in range(5):
+        scrambled = list(items)
+        random.Random(seed).shuffle(scrambled)
+        assert scrambled != items
+        assert utils.per_judge_metrics(scrambled, scoring.PREVIOUS_ROW) == expected
+        assert utils.per_judge_metrics(scrambled, scoring.UNSCORED) == unscored
 
 
 # -- end to end: layout ----------------------------------------------------------------------
@@ -397,7 +564,7 @@ OUTPUTS = {
     "A": "Explanation1: x\nRating: 2\nExplanation2: the sound\nOrientation: \nAudio-Oriented",
     "S": "Explanation1: x\nRating: 1\nExplanation2: the words\nOrientation: Speech-Oriented",
     "N": "Explanation1: x\nRating: 2\nExplanation2: Orientation: Good would need an action\nOrientation: Neither",  # N first
-    "G_NORATING": "Explanation1: no score given\nExplanation2: both\nOrientation: Good",  # G without a rating: unparsed
+    "G_NORATING": "Explanation1: no score given\nExplanation2: both\nOrientation: Good",  # G without a rating: see below
     # no "Orientation: " marker: re-asked with the text after "Explanation2: " (which carries the token)
     "RQ_GOOD": "Explanation1: x\nRating: 1\nExplanation2: [RQ_GOOD] it uses both",
     "RQ_SPEECH": "Explanation1: x\nRating: 2\nExplanation2: [RQ_SPEECH] mostly the words",
@@ -417,19 +584,28 @@ MARKER = re.compile(r"\[([A-Z_0-9]+)#(\d+)\]")
 #   judge failures: JFAIL (clips 70-74 p6, clip 79 p3-5) 8 + RQ_FAIL (its re-ask fails) 1 = 9
 #   86 + 88 + 366 + 79 + 5 + 9 = 633.  Re-asked: RQ_GOOD 10 + RQ_SPEECH 10 + RQ_GARBAGE 5 + RQ_FAIL 1 = 26
 #   unparsed: "?" 5 + G_NORATING 6 = 11
-#   best per clip: 0-19 -> 2 (G2), 20-39 -> 1 (G1), 40-49 -> 1 (RQ_GOOD, rating 1), 50-78 -> 0; clip 79 has
-#   no scorable row (MFAIL, JFAIL, G_NORATING, RQ_FAIL): best-mean = (40 + 20 + 10) / 79
+#   G_NORATING takes the previous row's rating (upstream's reading, the default): clips 65-69 p5 that of p4 ("S",
+#   1); clip 79 p6 that of clip 78 p6 ("S", 1), the rows between having no answer (MFAIL) or no rating (JFAIL):
+#   6 carried rows.
+#   best per clip: 0-19 -> 2 (G2), 20-39 -> 1 (G1), 40-49 -> 1 (RQ_GOOD, rating 1), 65-69 -> 1 and 79 -> 1
+#   (carried), the rest 0: best-mean = (40 + 20 + 10 + 5 + 1) / 80.
+#   With those rows unscored: 65-69 -> 0, and clip 79 has no scorable row (MFAIL, JFAIL, G_NORATING,
+#   RQ_FAIL): best-mean = (40 + 20 + 10) / 79
 # judge-b: G2 rows rate 1, G1 rows are Audio-Oriented: best 0-19 -> 1, 20-39 -> 0 (G0 / A), 40-49 -> 1
-#   best-mean 30 / 79; G 66, A 108, S 366
-# judge-c: N rows are Good rated 2: every clip 0-78 -> 2, best-mean 2; G 165, A 88, S 366, N 0
-JUDGE_A_METRICS = {"best_mean": 70 / 79, "audio_dependence": 88 / 540, "both_dependence": 86 / 540,
-                   "speech_dependence": 366 / 540, "clips": 79, "rows": 633}
-JUDGE_B_METRICS = {"best_mean": 30 / 79, "audio_dependence": 108 / 540, "both_dependence": 66 / 540,
-                   "speech_dependence": 366 / 540, "clips": 79, "rows": 633}
-JUDGE_C_METRICS = {"best_mean": 2.0, "audio_dependence": 88 / 619, "both_dependence": 165 / 619,
-                   "speech_dependence": 366 / 619, "clips": 79, "rows": 633}
-HEADLINE = ("best_mean", "audio_dependence", "both_dependence", "speech_dependence")
-COUNTS = ("neither_rows", "unparsed_rows", "judge_failed_rows", "failed_items")
+#   best-mean (20 + 10 + 5 + 1) / 80, unscored 30 / 79; G 66, A 108, S 366
+# judge-c: N rows are Good rated 2: every clip 0-78 -> 2, 79 -> 1 (carried): best-mean 159 / 80, unscored 2;
+#   G 165, A 88, S 366, N 0
+JUDGE_A_METRICS = {"best_mean": 76 / 80, "best_mean_previous_row": 76 / 80, "best_mean_unscored": 70 / 79,
+                   "audio_dependence": 88 / 540, "both_dependence": 86 / 540, "speech_dependence": 366 / 540,
+                   "carried_rating_rows": 6, "clips": 80, "rows": 633}
+JUDGE_B_METRICS = {"best_mean": 36 / 80, "best_mean_previous_row": 36 / 80, "best_mean_unscored": 30 / 79,
+                   "audio_dependence": 108 / 540, "both_dependence": 66 / 540, "speech_dependence": 366 / 540,
+                   "carried_rating_rows": 6, "clips": 80, "rows": 633}
+JUDGE_C_METRICS = {"best_mean": 159 / 80, "best_mean_previous_row": 159 / 80, "best_mean_unscored": 2.0,
+                   "audio_dependence": 88 / 619, "both_dependence": 165 / 619, "speech_dependence": 366 / 619,
+                   "carried_rating_rows": 6, "clips": 80, "rows": 633}
+HEADLINE = ("best_mean", "best_mean_previous_row", "best_mean_unscored", "audio_dependence", "both_dependence", "speech_dependence")
+COUNTS = ("neither_rows", "unparsed_rows", "carried_rating_rows", "judge_failed_rows", "failed_items")
 
 
 def test_layout_has_the_hand_counted_tokens():
@@ -490,8 +666,12 @@ def _metrics(results: dict) -> dict:
     return {k.split(",")[0]: v for k, v in results["results"]["jasco"].items() if k.endswith(",judge") and "_stderr" not in k}
 
 
+def _provenance(results: dict) -> dict:
+    return results["configs"]["jasco"]["metadata"]["lm_eval_speech"]
+
+
 def _judging(results: dict) -> dict:
-    return results["configs"]["jasco"]["metadata"]["lm_eval_speech"]["judging"]
+    return _provenance(results)["judging"]
 
 
 def _user(server: FakeOpenAI, needle: str) -> list[dict]:
@@ -510,7 +690,10 @@ def test_one_judge_metrics_requests_and_a_warm_rerun(jasco_root, example_rows, t
 
         found = _metrics(results)
         assert {k: found[k] for k in HEADLINE} == pytest.approx({k: JUDGE_A_METRICS[k] for k in HEADLINE})
-        assert {k: found[k] for k in COUNTS} == {"neither_rows": 79, "unparsed_rows": 11, "judge_failed_rows": 9, "failed_items": 7}
+        assert {k: found[k] for k in COUNTS} == {
+            "neither_rows": 79, "unparsed_rows": 11, "carried_rating_rows": 6, "judge_failed_rows": 9, "failed_items": 7,
+        }
+        assert _provenance(results)["missing_rating"] == "previous_row"
         judging = _judging(results)
         assert judging["per_judge_metrics"] == {"judge-a": pytest.approx(JUDGE_A_METRICS)}
         assert (judging["reasked_rows"], judging["model_failed_items"], judging["samples"], judging["calls"], judging["failures"]) == (
@@ -553,15 +736,19 @@ def test_one_judge_metrics_requests_and_a_warm_rerun(jasco_root, example_rows, t
         assert next(s for s in results["samples"]["jasco"] if s["doc_id"] == 0)["filtered_resps"][0]["judges"]["judge-a"] == {
             "output": OUTPUTS["G2"], "orientation": "G", "rating": 2,
         }
+        carried = next(s for s in results["samples"]["jasco"] if s["doc_id"] == 8 * 65 + 5)  # clip 66 prompt 6, G_NORATING
+        assert carried["filtered_resps"][0]["judges"]["judge-a"] == {"output": OUTPUTS["G_NORATING"], "orientation": "G", "rating": None}
 
-        # warm re-run on the same cache: only the calls that failed are asked again
+        # warm re-run on the same cache, the rows without a rating unscored: only the calls that failed are asked
+        # again, and only best-mean (and the clips it averages) changes
         server.reset_counters()
-        again = _evaluate(jasco_root, responses, cache, **judge)
+        again = _evaluate(jasco_root, responses, cache, missing_rating="unscored", **judge)
         assert (server.calls, server.faulted) == (9, 9)
         asked = [r["body"]["messages"][-1]["content"] for r in server.requests]
         assert all("[JFAIL#" in text or "[RQ_FAIL]" in text for text in asked)
-    assert _metrics(again) == found
-    assert _judging(again)["per_judge_metrics"] == judging["per_judge_metrics"]
+    assert _metrics(again) == {**found, "best_mean": pytest.approx(70 / 79)}
+    assert _provenance(again)["missing_rating"] == "unscored"
+    assert _judging(again)["per_judge_metrics"] == {"judge-a": pytest.approx({**JUDGE_A_METRICS, "best_mean": 70 / 79, "clips": 79})}
     assert (_judging(again)["cache_hits"], _judging(again)["calls"], _judging(again)["reasked_rows"]) == (650, 9, 26)
 
 
@@ -580,8 +767,9 @@ def test_a_fully_cached_rerun_makes_no_call(jasco_root, tmp_path):
         second = _evaluate(jasco_root, responses, cache, **judge)
         assert server.calls == 0
     # clips 1-40 best 2 (G2), clips 41-80 best 1 (RQ_GOOD rated 1): (80 + 40) / 80; G = 40 + 80, S = 520
-    expected = {"best_mean": 1.5, "audio_dependence": 0.0, "both_dependence": 120 / 640, "speech_dependence": 520 / 640,
-                "neither_rows": 0, "unparsed_rows": 0, "judge_failed_rows": 0, "failed_items": 0}
+    expected = {"best_mean": 1.5, "best_mean_previous_row": 1.5, "best_mean_unscored": 1.5, "audio_dependence": 0.0,
+                "both_dependence": 120 / 640, "speech_dependence": 520 / 640, "neither_rows": 0, "unparsed_rows": 0,
+                "carried_rating_rows": 0, "judge_failed_rows": 0, "failed_items": 0}
     assert _metrics(first) == pytest.approx(expected)
     assert _metrics(second) == _metrics(first)
     assert (_judging(second)["calls"], _judging(second)["cache_hits"], _judging(second)["reasked_rows"]) == (0, 720, 80)
@@ -597,12 +785,15 @@ def test_three_judges_are_averaged_and_reported_each(jasco_root, tmp_path):
         assert Counter(r["body"]["model"] for r in server.requests) == {"judge-a": 659, "judge-b": 659, "judge-c": 659}
     found = _metrics(results)
     # headline = mean over the three judges
-    assert found["best_mean"] == pytest.approx((70 / 79 + 30 / 79 + 2.0) / 3)
+    assert found["best_mean"] == found["best_mean_previous_row"] == pytest.approx((76 / 80 + 36 / 80 + 159 / 80) / 3)
+    assert found["best_mean_unscored"] == pytest.approx((70 / 79 + 30 / 79 + 2.0) / 3)
     assert found["audio_dependence"] == pytest.approx((88 / 540 + 108 / 540 + 88 / 619) / 3)
     assert found["both_dependence"] == pytest.approx((86 / 540 + 66 / 540 + 165 / 619) / 3)
     assert found["speech_dependence"] == pytest.approx((366 / 540 + 366 / 540 + 366 / 619) / 3)
     # row counts are summed over judges (judge-c finds no Neither); failed items counted once per doc
-    assert {k: found[k] for k in COUNTS} == {"neither_rows": 158, "unparsed_rows": 33, "judge_failed_rows": 27, "failed_items": 7}
+    assert {k: found[k] for k in COUNTS} == {
+        "neither_rows": 158, "unparsed_rows": 33, "carried_rating_rows": 18, "judge_failed_rows": 27, "failed_items": 7,
+    }
     judging = _judging(results)
     assert judging["per_judge_metrics"] == {
         "judge-a": pytest.approx(JUDGE_A_METRICS), "judge-b": pytest.approx(JUDGE_B_METRICS), "judge-c": pytest.approx(JUDGE_C_METRICS),
@@ -651,6 +842,26 @@ def test_n_other_than_one_is_refused(jasco_root, n):
     local = "http://127.0.0.1:9/v1"
     with pytest.raises(JudgeConfigError, match="'y'.*n must be 1"):
         _load(data_dir=str(jasco_root), judge=None, judges=[{"model": "x", "base_url": local}, {"model": "y", "base_url": local, "n": n}])
+
+
+@pytest.mark.parametrize("value", ["previous", "UNSCORED", None, 1, {"jasco": "skip"}])
+def test_an_unknown_missing_rating_reading_is_refused(value):
+    # Checked first: no data is read (nor downloaded) before the option is known good.
+    with pytest.raises(DataError, match=r'missing_rating must be one of "previous_row", "unscored", not ') as caught:
+        _load(missing_rating=value)
+    assert repr(value.get("jasco") if isinstance(value, dict) else value) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "metadata, expected",
+    [({}, "previous_row"), ({"missing_rating": "unscored"}, "unscored"), ({"missing_rating": {"jasco": "unscored"}}, "unscored"),
+     ({"missing_rating": {"speechinstruct": "unscored"}}, "previous_row")],
+)
+def test_the_missing_rating_reading_is_recorded(jasco_root, metadata, expected):
+    provenance: dict = {}
+    _load(data_dir=str(jasco_root), load_audio=False, lm_eval_speech=provenance, **metadata)
+    assert provenance["missing_rating"] == expected
+    assert utils.task_judging.registered("jasco").options == {"missing_rating": expected}
 
 
 def test_scoring_stored_answers_needs_no_audio_and_records_the_release(jasco_root, tmp_path):

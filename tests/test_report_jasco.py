@@ -31,13 +31,16 @@ SALMONN_LLAMA = {"best_mean": 1.2125, "audio_dependence": 0.2704, "both_dependen
 
 # --- lm-eval's results format -------------------------------------------------------------------
 
-def jasco_metrics(numbers: dict[str, float | None], neither=0, unparsed=0, judge_failed=0, failed=0) -> dict:
+def jasco_metrics(numbers: dict[str, float | None], neither=0, unparsed=0, judge_failed=0, failed=0, carried=0) -> dict:
     """``results["jasco"]`` as lm-eval writes it: ``<metric>,<filter>`` plus a stderr per metric."""
     metrics = {"alias": "jasco"}
     for metric, value in numbers.items():
         metrics[f"{metric},judge"] = "N/A" if value is None else value
         metrics[f"{metric}_stderr,judge"] = "N/A"
-    counts = {"neither_rows": neither, "unparsed_rows": unparsed, "judge_failed_rows": judge_failed, "failed_items": failed}
+    counts = {
+        "neither_rows": neither, "unparsed_rows": unparsed, "carried_rating_rows": carried, "judge_failed_rows": judge_failed,
+        "failed_items": failed,
+    }
     for metric, count in counts.items():
         metrics[f"{metric},judge"] = count
         metrics[f"{metric}_stderr,judge"] = "N/A"
@@ -64,12 +67,14 @@ def judging_block(per_judge: dict[str, dict] | None, judges: list[str], rows_per
 
 def write_jasco(
     output_path: Path, metrics: dict, judging: dict | None, *, model_name: str, date: float = EARLIER,
-    stamp: str = "2026-10-01T10-00-00.000000",
+    stamp: str = "2026-10-01T10-00-00.000000", missing_rating: str | None = None,
 ) -> Path:
     """A results file where ``lm_eval --tasks jasco --output_path output_path`` puts it."""
     metadata = {"version": 1.0}
     if judging is not None:
         metadata["lm_eval_speech"] = {"data": {"dir": "/data/jasco"}, "judging": judging}
+    if missing_rating is not None:
+        metadata.setdefault("lm_eval_speech", {})["missing_rating"] = missing_rating
     data = {
         "results": {"jasco": metrics},
         "group_subtasks": {"jasco": []},
@@ -155,6 +160,41 @@ def test_no_counts_no_notes(tmp_path):
     path = write_jasco(tmp_path, jasco_metrics(SALMONN_LLAMA), judging_block({LLAMA: SALMONN_LLAMA}, [LLAMA]), model_name=SALMONN)
     [report] = build_reports([path])
     assert "Notes:" not in report.markdown and notes(report.markdown) == []
+
+
+def carried_run(tmp_path, missing_rating: str | None, carried: int = 5) -> Path:
+    """Three judges; some Good rows had no rating: best-mean 1.23 with the previous row's rating, 1.19 without."""
+    chosen = 1.19 if missing_rating == "unscored" else 1.23
+    numbers = {**THREE_JUDGES_MEAN, "best_mean": chosen, "best_mean_previous_row": 1.23, "best_mean_unscored": 1.19}
+    return write_jasco(
+        tmp_path, jasco_metrics(numbers, unparsed=carried + 1, carried=carried), judging_block(THREE_JUDGES, [LLAMA, QWEN, MISTRAL]),
+        model_name="m", missing_rating=missing_rating,
+    )
+
+
+@pytest.mark.parametrize("missing_rating", ["previous_row", None])  # None: a file that does not say (the default)
+def test_rows_that_took_the_previous_rating_are_noted_with_the_unscored_best_mean(tmp_path, missing_rating):
+    [report] = build_reports([carried_run(tmp_path, missing_rating)])
+    assert table(report.markdown)[-1] == "| m | mean of 3 judges | 1.23 | 16 | 50 | 34 |"
+    assert notes(report.markdown) == [
+        "m, JASCO: 6 unparsed",
+        "m, JASCO: 5 Good judge-rows without a rating, scored with the previous row's rating, as the authors' eval.py; "
+        "best-mean with them unscored: 1.19",
+    ]
+
+
+def test_under_unscored_the_note_gives_the_authors_best_mean(tmp_path):
+    [report] = build_reports([carried_run(tmp_path, "unscored", carried=1)])
+    assert table(report.markdown)[-1] == "| m | mean of 3 judges | 1.19 | 16 | 50 | 34 |"
+    assert notes(report.markdown)[1] == (
+        "m, JASCO: 1 Good judge-row without a rating, left unscored (`missing_rating: unscored`); "
+        "best-mean with the previous row's rating, as the authors' eval.py: 1.23"
+    )
+
+
+def test_no_carried_rows_no_carried_note(tmp_path):
+    [report] = build_reports([carried_run(tmp_path, "previous_row", carried=0)])
+    assert notes(report.markdown) == ["m, JASCO: 1 unparsed"]
 
 
 def test_without_per_judge_metrics_only_the_mean_row(tmp_path):

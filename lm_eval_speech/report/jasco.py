@@ -39,6 +39,13 @@ COUNT_NOTES = (  # (metric, singular, plural)
     ("judge_failed_rows", "judge call failed", "judge calls failed"),
     ("failed_items", "item without a model response", "items without a model response"),
 )
+# A Good row without a rating, by the task's --metadata missing_rating: (what was done, the other reading's metric, its words)
+MISSING_RATING_READINGS = {
+    "previous_row": ("scored with the previous row's rating, as the authors' eval.py", "best_mean_unscored", "with them unscored"),
+    "unscored": (
+        "left unscored (`missing_rating: unscored`)", "best_mean_previous_row", "with the previous row's rating, as the authors' eval.py",
+    ),
+}
 
 
 def owns_task(task: str) -> bool:
@@ -58,15 +65,21 @@ def headline(result: TaskResult) -> dict[str, float | None]:
     return {metric: result.number(metric, FILTER) for metric in ("best_mean", *DEPENDENCE)}
 
 
-def judging(result: TaskResult) -> dict[str, Any]:
-    """The task's judging provenance from its results file; empty where absent or unreadable."""
+def provenance(result: TaskResult) -> dict[str, Any]:
+    """What the task recorded (``configs.jasco.metadata.lm_eval_speech``) in its results file; empty where absent or unreadable."""
     try:
         data = json.loads(Path(result.source).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     node: Any = data
-    for key in ("configs", TASK, "metadata", "lm_eval_speech", "judging"):
+    for key in ("configs", TASK, "metadata", "lm_eval_speech"):
         node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
+def judging(result: TaskResult) -> dict[str, Any]:
+    """The task's judging provenance; empty where absent."""
+    node = provenance(result).get("judging")
     return node if isinstance(node, dict) else {}
 
 
@@ -142,9 +155,23 @@ def _notes(merged: MergedResults) -> list[str]:
             phrases.append("no per-judge metrics in its results file, only their mean")
         if phrases:
             notes.append(f"{_escape(model.label)}, {TITLE}: {', '.join(phrases)}")
+        carried = _carried_note(result)
+        if carried:
+            notes.append(f"{_escape(model.label)}, {TITLE}: {carried}")
     for label, _task, kept, superseded in merged.superseded:
         notes.append(f"{_escape(label)}, {TITLE}: in two files; kept the newer `{kept}` over `{superseded}`")
     return notes
+
+
+def _carried_note(result: TaskResult) -> str | None:
+    """How many Good rows had no rating of their own, and best-mean under the reading not chosen."""
+    count = int(result.number("carried_rating_rows", FILTER) or 0)
+    if not count:
+        return None
+    reading = provenance(result).get("missing_rating")
+    done, other_metric, other_words = MISSING_RATING_READINGS.get(str(reading), MISSING_RATING_READINGS["previous_row"])
+    rows = "1 Good judge-row" if count == 1 else f"{count} Good judge-rows"
+    return f"{rows} without a rating, {done}; best-mean {other_words}: {best_mean(result.number(other_metric, FILTER))}"
 
 
 def render_chart(merged: MergedResults, path: Path) -> None:

@@ -5,13 +5,16 @@ Orientation: substring tests in the authors' order; when none matches, the judge
 ``"Rating: "`` is read, the last wins, and "0" is tested before "1" and "2" (so "Rating: 2 (0-2)"
 reads 0, as upstream). A row earns its rating only when the orientation is Good (both modalities).
 
-Fixed here (FIDELITY.md): a Good row without any rating line reused the previous row's rating
-upstream; here it is a parse failure and is left out of its clip's best.
+A judge answer without any rating line (``missing_rating``, FIDELITY.md #19): upstream's loop
+keeps the variable ``score`` of the previous row it read (clips by ascending id, then prompt), so a
+Good row scores the previous row's rating (``PREVIOUS_ROW``, the default, as the published
+numbers); ``UNSCORED`` leaves it out of its clip's best instead. Where no earlier row has a rating,
+upstream raises ``NameError``; here that row is unscored under either reading.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 AUDIO, SPEECH, GOOD, NEITHER, UNKNOWN = "A", "S", "G", "N", "?"
 ORIENTATION_MARKERS = (
@@ -21,6 +24,10 @@ ORIENTATION_MARKERS = (
     (GOOD, ("Orientation: Good", "Orientation: \nGood", "Orientation: Both")),
 )
 REASK_LABELS = ((NEITHER, "Neither"), (AUDIO, "Audio-Oriented"), (SPEECH, "Speech-Oriented"), (GOOD, "Good"))
+
+# How a Good row without a rating line is read (--metadata missing_rating).
+PREVIOUS_ROW, UNSCORED = "previous_row", "unscored"
+MISSING_RATING_READINGS = (PREVIOUS_ROW, UNSCORED)
 
 
 def orientation_of(response: str) -> str | None:
@@ -56,8 +63,10 @@ class JudgedRow:
     """One (clip, prompt) row as one judge saw it."""
 
     clip: str
-    orientation: str | None  # None: the judge call failed
-    rating: int | None
+    prompt: int  # the prompt's index, 0-7: example.csv's order within a clip
+    orientation: str | None  # None: the judge call (or its re-ask) failed
+    rating: int | None  # None: no rating line in the judge's answer
+    previous_rating: int | None = None  # the last rating read before this row, in upstream's order (see in_upstream_order)
 
     @property
     def failed(self) -> bool:
@@ -65,25 +74,56 @@ class JudgedRow:
 
     @property
     def unparsed(self) -> bool:
+        """No usable orientation even after the re-ask, or Good without a rating line (whatever the reading)."""
         return self.orientation == UNKNOWN or (self.orientation == GOOD and self.rating is None)
 
     @property
-    def score(self) -> int | None:
-        """Credit only for Good rows; None when the row cannot be scored (failed, or Good without a rating)."""
-        if self.failed or (self.orientation == GOOD and self.rating is None):
+    def carried(self) -> bool:
+        """A Good row without a rating that upstream scores with the previous row's rating."""
+        return self.orientation == GOOD and self.rating is None and self.previous_rating is not None
+
+    def score(self, reading: str) -> int | None:
+        """Credit only for Good rows; None when the row cannot be scored (failed, or Good without a rating to use)."""
+        if self.failed:
             return None
-        return self.rating if self.orientation == GOOD else 0
+        if self.orientation != GOOD:
+            return 0
+        if self.rating is None and reading == PREVIOUS_ROW:
+            return self.previous_rating
+        return self.rating
 
 
-def best_mean(rows: list[JudgedRow]) -> tuple[float | None, int]:
+def in_upstream_order(rows: list[JudgedRow]) -> list[JudgedRow]:
+    """One judge's rows in eval.py's loop order (clip id ascending as a number, then prompt), each with
+    the rating last read before it.
+
+    Every row with a judge answer is read: a failed re-ask keeps the first answer's rating line, as
+    upstream would have read it. Rows without an answer (model or judge call failed) hold no rating
+    and so pass the previous one on unchanged, as if absent.
+    """
+    ordered, previous = [], None
+    for row in sorted(rows, key=lambda row: (int(row.clip), row.prompt)):
+        ordered.append(replace(row, previous_rating=previous))
+        if row.rating is not None:
+            previous = row.rating
+    return ordered
+
+
+def best_mean(rows: list[JudgedRow], reading: str) -> tuple[float | None, int]:
     """(mean over clips of each clip's best row score, clips counted); rows without a score are left out."""
     best: dict[str, int] = {}
-    for row in rows:
-        if row.score is not None:
-            best[row.clip] = max(best.get(row.clip, 0), row.score)
+    for row in in_upstream_order(rows):
+        score = row.score(reading)
+        if score is not None:
+            best[row.clip] = max(best.get(row.clip, 0), score)
     if not best:
         return None, 0
     return sum(best.values()) / len(best), len(best)
+
+
+def carried_rows(rows: list[JudgedRow]) -> int:
+    """Good rows without a rating that upstream's reading scores with the previous row's rating."""
+    return sum(row.carried for row in in_upstream_order(rows))
 
 
 def dependence(rows: list[JudgedRow]) -> dict[str, float | None]:

@@ -4,6 +4,10 @@ As the authors' ``evaluation/example.csv`` + ``eval.py``: the model hears the cl
 prompt; each judge gets their prompt (``str.format``), and, when its answer names no orientation,
 the re-ask prompt; ``scoring.py`` parses and scores. Headline metrics are the mean over judges;
 per-judge values go into the results metadata (``judging.per_judge_metrics``).
+
+``--metadata '{"missing_rating": "unscored"}'`` leaves a Good row without a rating line unscored;
+the default, ``"previous_row"``, gives it the previous row's rating as the authors' code did.
+best-mean is reported under both readings; ``best_mean`` follows the chosen one.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from lm_eval_speech.outcomes import is_failure
 from lm_eval_speech.tasks.jasco import dataset, prompts, scoring
 
 TASK = "jasco"
+MISSING_RATING_KEY = "missing_rating"
 
 logger = logging.getLogger("lm_eval_speech.jasco")
 
 
 def load_jasco(**metadata) -> datasets.DatasetDict:
+    reading = missing_rating_reading(metadata)
     root, source = dataset.data_root(metadata)
     clips = dataset.read_clips(root)
     load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True, "jasco")
@@ -33,7 +39,8 @@ def load_jasco(**metadata) -> datasets.DatasetDict:
     if changed and source["source"] == "local":
         logger.warning("jasco: %s differs from the published data (%s)", root, "; ".join(changed[:5]))
     judging = task_judging.register(
-        TASK, metadata, {"general_prompt": prompts.JUDGE_PROMPT, "post_process_prompt": prompts.REASK_PROMPT}
+        TASK, metadata, {"general_prompt": prompts.JUDGE_PROMPT, "post_process_prompt": prompts.REASK_PROMPT},
+        options={MISSING_RATING_KEY: reading},
     )
     for config in judging.configs:
         if config.n != 1:
@@ -65,8 +72,18 @@ def load_jasco(**metadata) -> datasets.DatasetDict:
             "published_release": not changed, "audio_loaded": load_audio,
         },
         prompts_sha256=hashlib.sha256("\n".join(prompts.INFERENCE_PROMPTS).encode("utf-8")).hexdigest(),
+        missing_rating=reading,
     )
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
+def missing_rating_reading(metadata: dict) -> str:
+    """How a Good row without a rating line is scored (scoring.PREVIOUS_ROW or UNSCORED)."""
+    reading = data.option(metadata, MISSING_RATING_KEY, TASK, scoring.PREVIOUS_ROW)
+    if reading not in scoring.MISSING_RATING_READINGS:
+        accepted = ", ".join(f'"{r}"' for r in scoring.MISSING_RATING_READINGS)
+        raise data.DataError(f"jasco: --metadata {MISSING_RATING_KEY} must be one of {accepted}, not {reading!r}")
+    return reading
 
 
 def doc_to_text(doc: dict) -> str:
@@ -130,7 +147,7 @@ def judge_responses(resps: list[list[str]], docs: list[dict]) -> list[task_judgi
                     orientation = scoring.orientation_of_reask(again.text) if again.ok else None
             record["orientation"] = orientation
             record["rating"] = scoring.rating_of(out.text) if out.ok else None
-            row = scoring.JudgedRow(docs[position]["id"], orientation, record["rating"])
+            row = scoring.JudgedRow(docs[position]["id"], docs[position]["prompt_index"], orientation, record["rating"])
             counts["judge_failed_rows"] += row.failed
             counts["unparsed_rows"] += row.unparsed
             counts["neither_rows"] += orientation == scoring.NEITHER
@@ -140,18 +157,23 @@ def judge_responses(resps: list[list[str]], docs: list[dict]) -> list[task_judgi
     return verdicts
 
 
+# Metrics aggregated from the doc's judge rows (the others are per-doc counts).
+ITEM_METRICS = (
+    "best_mean", "best_mean_previous_row", "best_mean_unscored", "carried_rating_rows",
+    "audio_dependence", "both_dependence", "speech_dependence",
+)
+
+
 def process_results(doc: dict, results: list[dict]) -> dict:
     verdict = results[0]
     if "model_failed" in verdict:
         return {"failed_items": 1, "neither_rows": 0, "unparsed_rows": 0, "judge_failed_rows": 0}
     rows = {name: (record["orientation"], record["rating"]) for name, record in verdict["judges"].items()}
-    judged = [scoring.JudgedRow(doc["id"], o, r) for o, r in rows.values()]
-    item = {"task": doc["task"], "clip": doc["id"], "rows": rows}
+    judged = [scoring.JudgedRow(doc["id"], doc["prompt_index"], o, r) for o, r in rows.values()]
+    # The clip and prompt let the aggregation rebuild upstream's row order (a rating can carry over).
+    item = {"task": doc["task"], "clip": doc["id"], "prompt": doc["prompt_index"], "rows": rows}
     return {
-        "best_mean": item,
-        "audio_dependence": item,
-        "both_dependence": item,
-        "speech_dependence": item,
+        **dict.fromkeys(ITEM_METRICS, item),
         "neither_rows": sum(row.orientation == scoring.NEITHER for row in judged),
         "unparsed_rows": sum(row.unparsed for row in judged),
         "judge_failed_rows": sum(row.failed for row in judged),
@@ -159,20 +181,34 @@ def process_results(doc: dict, results: list[dict]) -> dict:
     }
 
 
-# -- aggregations (rank 0, over every doc) ---------------------------------------------------
-def _per_judge(items: list[dict]) -> dict[str, dict]:
+# -- aggregations (rank 0, over every doc, gathered from every rank in any order) -------------
+def per_judge_metrics(items: list[dict], reading: str) -> dict[str, dict]:
+    """Each judge's metrics; ``best_mean`` (and ``clips``) under ``reading``, best-mean also under both readings."""
     by_judge: dict[str, list[scoring.JudgedRow]] = {}
     for item in items:
         for name, (orientation, rating) in item["rows"].items():
-            by_judge.setdefault(name, []).append(scoring.JudgedRow(item["clip"], orientation, rating))
+            by_judge.setdefault(name, []).append(scoring.JudgedRow(item["clip"], item["prompt"], orientation, rating))
     metrics = {}
     for name, rows in by_judge.items():
-        value, clips = scoring.best_mean(rows)
-        metrics[name] = {"best_mean": value, **scoring.dependence(rows), "clips": clips, "rows": len(rows)}
-    if items:  # the per-judge figures sit beside the headline in the results metadata
-        setup = task_judging.registered(items[0]["task"])
-        if setup is not None and isinstance(setup.provenance, dict):
-            setup.provenance.setdefault("judging", {})["per_judge_metrics"] = metrics
+        value, clips = scoring.best_mean(rows, reading)
+        metrics[name] = {
+            "best_mean": value,
+            "best_mean_previous_row": scoring.best_mean(rows, scoring.PREVIOUS_ROW)[0],
+            "best_mean_unscored": scoring.best_mean(rows, scoring.UNSCORED)[0],
+            **scoring.dependence(rows),
+            "carried_rating_rows": scoring.carried_rows(rows),
+            "clips": clips,
+            "rows": len(rows),
+        }
+    return metrics
+
+
+def _per_judge(items: list[dict]) -> dict[str, dict]:
+    setup = task_judging.registered(items[0]["task"]) if items else None
+    reading = setup.options.get(MISSING_RATING_KEY, scoring.PREVIOUS_ROW) if setup is not None else scoring.PREVIOUS_ROW
+    metrics = per_judge_metrics(items, reading)
+    if setup is not None and isinstance(setup.provenance, dict):  # beside the headline in the results metadata
+        setup.provenance.setdefault("judging", {})["per_judge_metrics"] = metrics
     return metrics
 
 
@@ -183,6 +219,19 @@ def _mean_over_judges(items: list[dict], metric: str) -> float:
 
 def agg_best_mean(items: list[dict]) -> float:
     return _mean_over_judges(items, "best_mean")
+
+
+def agg_best_mean_previous_row(items: list[dict]) -> float:
+    return _mean_over_judges(items, "best_mean_previous_row")
+
+
+def agg_best_mean_unscored(items: list[dict]) -> float:
+    return _mean_over_judges(items, "best_mean_unscored")
+
+
+def agg_carried_rating_rows(items: list[dict]) -> int:
+    """Summed over judges, as the other row counts (it needs every row in order, so not a per-doc count)."""
+    return sum(m["carried_rating_rows"] for m in _per_judge(items).values())
 
 
 def agg_audio_dependence(items: list[dict]) -> float:
