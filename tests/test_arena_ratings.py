@@ -20,6 +20,7 @@ from lm_eval_speech.arena.battles import (
 from lm_eval_speech.arena.ratings import (
     bootstrap_bradley_terry,
     bradley_terry,
+    elo_by,
     elo_by_domain,
     leaderboard,
     online_elo,
@@ -41,8 +42,13 @@ DOMAINS = ["education", "companionship", "entertainment", "medical"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+LEVELS = ["L0", "L1", "L2", "L3"]
+CATEGORIES = ["age", "emotion", "speed"]
+
+
 def paper_battles(per_pair: int, seed: int = 0) -> list[Battle]:
-    """``per_pair`` battles for each pair, split by the upper triangle's share; sides, domains and order shuffled."""
+    """``per_pair`` battles for each pair, split by the upper triangle's share; sides, domains, levels,
+    categories and order shuffled."""
     shuffler = random.Random(seed)
     battles = []
     for i, j in ((i, j) for i in range(6) for j in range(i + 1, 6)):
@@ -53,7 +59,8 @@ def paper_battles(per_pair: int, seed: int = 0) -> list[Battle]:
             if shuffler.random() < 0.5:  # the row model is not always on side A
                 first, second = second, first
             winner = "model_a" if row_won == (first == PAPER_MODELS[i]) else "model_b"
-            battles.append(Battle(first, second, winner, input_id=f"{i}-{j}-{number}", domain=shuffler.choice(DOMAINS)))
+            battles.append(Battle(first, second, winner, input_id=f"{i}-{j}-{number}", domain=shuffler.choice(DOMAINS),
+                                  level=shuffler.choice(LEVELS), category=shuffler.choice(CATEGORIES)))
     shuffler.shuffle(battles)
     return battles
 
@@ -111,6 +118,18 @@ def test_elo_by_domain_runs_each_domain_on_its_own_battles():
     assert list(per_domain) == sorted(DOMAINS)
     for domain in DOMAINS:
         assert per_domain[domain] == online_elo([battle for battle in battles if battle.domain == domain])
+
+
+def test_elo_by_level_and_category_is_the_per_domain_procedure_on_their_battles():
+    battles = paper_battles(per_pair=10)
+    battles.append(Battle("GPT-4o", "Cascade", "model_b", domain="medical"))  # no level nor category
+    for attribute, groups in (("level", LEVELS), ("category", CATEGORIES)):
+        per_group = elo_by(battles, attribute)
+        assert list(per_group) == sorted(groups)
+        for group in groups:
+            assert per_group[group] == online_elo([battle for battle in battles if getattr(battle, attribute) == group])
+    assert elo_by(battles, "domain") == elo_by_domain(battles)
+    assert elo_by(battles, "level")["L0"] != elo_by(battles, "level")["L1"]
 
 
 # --- the paper's win-rate matrix ------------------------------------------------------------------
@@ -247,8 +266,8 @@ def test_battle_validation_names_the_battle():
 
 def test_jsonl_round_trip(tmp_path):
     battles = [
-        Battle("gpt-4o", "mini-omni", "model_a", input_id="q1", domain="médical", task="s2s_arena", judge="gpt-4o-mini",
-               detail="clearer tone"),
+        Battle("gpt-4o", "mini-omni", "model_a", input_id="q1", domain="médical", task="s2s_arena", level="L3",
+               category="emotion", judge="gpt-4o-mini", detail="clearer tone"),
         Battle("mini-omni", "cascade", "tie", source="human"),
     ]
     path = write_battles_jsonl(tmp_path / "battles.jsonl", battles)
@@ -295,7 +314,7 @@ def test_csv_bad_winner_names_file_and_line(tmp_path):
 def test_human_json_import_is_tolerant_and_reports_every_unreadable_record(tmp_path):
     path = tmp_path / "human_evaluate_result.json"
     records = [
-        {"modelA": "gpt-4o", "modelB": "mini-omni", "winner": "modelA", "category": "medical", "id": 12},
+        {"modelA": "gpt-4o", "modelB": "mini-omni", "winner": "modelA", "category": "medical", "id": 12, "level": 2},
         {"model1": "cascade", "model2": "gpt-4o", "choice": 2, "annotator": "u3"},
         {"left": "speechgpt", "right": "llama-omni", "result": "tie"},
         {"model_a": "gpt-4o"},
@@ -312,6 +331,7 @@ def test_human_json_import_is_tolerant_and_reports_every_unreadable_record(tmp_p
         ("cascade", "speechgpt", "model_a"),
     ]
     assert battles[0].domain == "medical" and battles[0].input_id == "12" and battles[1].judge == "u3"
+    assert (battles[0].level, battles[1].level) == ("2", "")
     assert all(battle.source == "human" for battle in battles)
     assert len(problems) == 3
     assert problems[0].startswith("record 3:") and "model" in problems[0]
@@ -350,6 +370,10 @@ def test_leaderboard_bundle_is_complete_and_json_clean():
     assert ratings == sorted(ratings, reverse=True)
     assert rows["GPT-4o"]["online_elo"] == pytest.approx(online_elo(battles)["GPT-4o"])
     assert rows["Newcomer"]["domain_elo"] == {domain: None for domain in sorted(DOMAINS)}
+    assert rows["Newcomer"]["level_elo"] == {level: None for level in LEVELS}
+    assert (board["levels"], board["categories"]) == (LEVELS, sorted(CATEGORIES))
+    assert rows["GPT-4o"]["level_elo"]["L2"] == pytest.approx(elo_by(battles, "level")["L2"]["GPT-4o"])
+    assert sum(board["battles_by_level"].values()) == len(battles) - 1 == sum(board["battles_by_category"].values())
     assert (rows["Newcomer"]["battles"], rows["Newcomer"]["ties"]) == (1, 1)
     gpt = [battle for battle in battles if "GPT-4o" in (battle.model_a, battle.model_b)]
     winners = [battle.model_a if battle.winner == "model_a" else battle.model_b for battle in gpt if battle.winner != "tie"]
@@ -369,6 +393,13 @@ def test_render_writes_markdown_json_and_pngs(tmp_path):
     for domain in DOMAINS:
         assert f"Elo: {domain}" in markdown
     assert "Online Elo (paper)" in markdown and "## Win rates" in markdown
+    by_level = markdown.split("## Online Elo by level")[1].split("## Online Elo by category")[0]
+    assert "| Rank | Model | " + " | ".join(f"{level} (n={board['battles_by_level'][level]})" for level in LEVELS) + " |" in by_level
+    top = board["models"][0]
+    assert f"| 1 | {top['model']} | " + " | ".join(f"{top['level_elo'][level]:.0f}" for level in LEVELS) + " |" in by_level
+    assert "## Online Elo by category" in markdown.split("## Win rates")[0]
+    unlabelled = leaderboard([Battle("x", "y", "model_a", domain="medical")], rounds=5)
+    assert unlabelled["levels"] == [] and "Online Elo by" not in leaderboard_markdown(unlabelled)
     paths = write_leaderboard(board, tmp_path / "out", stem="demo")
     assert [path.name for path in paths] == [
         "demo_leaderboard.md", "demo_leaderboard.json", "demo_ratings.png", "demo_winrate.png"]

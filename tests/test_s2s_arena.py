@@ -19,6 +19,7 @@ from lm_eval_speech.arena import prompts
 from lm_eval_speech.arena.battles import read_battles_jsonl
 from lm_eval_speech.arena.command import ArenaError, run_arena
 from lm_eval_speech.arena.judging import Matchup, matchups, select
+from lm_eval_speech.arena.ratings import online_elo
 from lm_eval_speech.arena.runs import RunError, read_run
 from lm_eval_speech.outcomes import FailedGeneration
 from lm_eval_speech.speech_output import SpeechResponse
@@ -93,10 +94,155 @@ def test_metadata_comes_from_the_space_files_and_metadata_jsonl(tmp_path):
     assert docs["tongue_twister/audio_1.wav"]["evaluation_target"] == "pace"
     provenance = metadata["lm_eval_speech"]["data"]
     assert provenance["unassigned_files"] == ["stray.wav"]
-    assert provenance["metadata"] == {"space_files": 1, "space_records": 3, "space_unmatched": 1, "metadata_jsonl_records": 1}
+    assert provenance["metadata"] == {
+        "metadata_conflicts": "error", "space_files": 1, "space_records": 3, "space_records_matched": 2,
+        "space_records_without_clip": 1, "space_records_in_conflict": 0, "metadata_jsonl_records": 1,
+        "clips_without_record": 0, "clips_left_out_for_conflicts": 0}
     (tmp_path / dataset.METADATA_FILE).write_text(json.dumps({"audio": "tongue_twister/audio_7.wav"}) + "\n")
     with pytest.raises(ValueError, match="line 1: tongue_twister/audio_7.wav is not an input clip"):
         utils.load_all(data_dir=str(tmp_path))
+
+
+# The Space's published form: data/<task>.json records naming clips by input_path; the four
+# identity folders each reuse audio_0.mp3 and audio_1.mp3.
+IDENTITY_FOLDERS = ("identity/age/adults", "identity/age/children", "identity/gender/men", "identity/gender/women")
+
+
+def _space_record(position: int, input_path: str, text: str, description: str, level, category: str) -> dict:
+    clip = input_path.removeprefix("/input/")
+    return {"id": position, "input_path": input_path, "text": text, "task": clip.split("/")[0],
+            "task_description": description, "text_cn": "", "language": "en", "category": category, "level": level,
+            "output_path_4o": f"/output/4o/{clip.rsplit('.', 1)[0]}.wav", "output_path_miniomni": ""}
+
+
+def write_space_layout(root: Path) -> dict[str, dict]:
+    """Real clips in the dataset's nested folders and the Space's data/*.json; returns the record meant for each clip."""
+    expected, identity = {}, []
+    for folder_number, folder in enumerate(IDENTITY_FOLDERS):
+        for clip in ("audio_0.mp3", "audio_1.mp3"):
+            relpath = f"{folder}/{clip}"
+            _write_clip(root / relpath, seconds=0.3, frequency=300.0 + 50 * folder_number)
+            who = folder.rsplit("/", 1)[1]
+            record = _space_record(len(identity), f"/input/{relpath}", f"I am one of the {who}, clip {clip[6]}",
+                                   f"Answer as suits {who}", 1, folder.split("/")[1])
+            identity.append(record)
+            expected[relpath] = record
+    identity.reverse()  # the file's order is not the clips' order
+    identity.append(_space_record(8, "/input/identity/age/elderly/audio_0.mp3", "no such clip", "", 1, "age"))
+    tongue = []
+    for clip in ("audio_0.mp3", "audio_1.mp3"):
+        _write_clip(root / "tongue_twister" / clip, seconds=0.3, frequency=700.0)
+        tongue.append(_space_record(len(tongue), f"/input/tongue_twister/{clip}", f"twister {clip[6]}",
+                                    "Recite it at three speeds", "L2", "speed"))
+        expected[f"tongue_twister/{clip}"] = tongue[-1]
+    for clip in ("healthcare0.wav", "healthcare1.wav", "healthcare0_Typing_1.wav"):  # the last: noise-mixed, no record
+        _write_clip(root / "illness" / clip, seconds=0.3, frequency=900.0)
+    healthcare = [
+        _space_record(0, "/input/illness/healthcare0.wav", "I have a headache", "Give sound health advice", 0, "symptom"),
+        # another folder spelling: found by its file name, unique in the illness folder
+        _space_record(1, "/input/healthcare/healthcare1.wav", "I sleep badly", "Give sound health advice", 0, "sleep"),
+    ]
+    expected["illness/healthcare0.wav"], expected["illness/healthcare1.wav"] = healthcare
+    for name, records in (("identity", identity), ("tongue", tongue), ("healthcare", healthcare)):
+        _write_space_file(root, name, records)
+    return expected
+
+
+def _write_space_file(root: Path, name: str, records: list[dict]) -> None:
+    (root / "data").mkdir(exist_ok=True)
+    (root / "data" / f"{name}.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+
+
+def _space_file(root: Path, name: str) -> list[dict]:
+    return json.loads((root / "data" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_space_records_land_on_their_own_clips_by_input_path(tmp_path, caplog):
+    expected = write_space_layout(tmp_path)
+    metadata = {"data_dir": str(tmp_path), "lm_eval_speech": {}}
+    with caplog.at_level("WARNING", logger="lm_eval_speech.s2s_arena"):
+        loaded = list(utils.load_all(**metadata)["test"])
+    noise_clip = "illness/healthcare0_Typing_1.wav"
+    assert [doc["input_id"] for doc in loaded] == sorted([*expected, noise_clip])  # path order, not the files' order
+    docs = {doc["input_id"]: doc for doc in loaded}
+    for relpath, record in expected.items():
+        doc = docs[relpath]
+        assert (doc["transcript"], doc["task_description"]) == (record["text"], record["task_description"]), relpath
+        assert doc["evaluation_target"] == record["task_description"]  # the Space names no target field
+        assert (doc["level"], doc["category"]) == (str(record["level"]), record["category"])
+    assert docs["identity/gender/women/audio_1.mp3"]["transcript"] == "I am one of the women, clip 1"
+    assert docs["illness/healthcare1.wav"]["arena_task"] == "healthcare"
+    assert {docs[noise_clip][key] for key in ("transcript", "task_description", "level", "category")} == {""}
+    assert metadata["lm_eval_speech"]["data"]["metadata"] == {
+        "metadata_conflicts": "error", "space_files": 3, "space_records": 13, "space_records_matched": 12,
+        "space_records_without_clip": 1, "space_records_in_conflict": 0, "metadata_jsonl_records": 0,
+        "clips_without_record": 1, "clips_left_out_for_conflicts": 0}
+    logged = caplog.text
+    assert "1 Space record(s) reach no clip: identity.json[8] (id 8): /input/identity/age/elderly/audio_0.mp3" in logged
+    assert "fits 4 clips in identity/" in logged  # audio_0.mp3 names no single clip: no guessing by file name
+    assert f"1 clip(s) have no metadata record (empty transcript and description): {noise_clip}" in logged
+    for name in ("identity", "tongue", "healthcare"):  # another record order changes nothing
+        _write_space_file(tmp_path, name, _space_file(tmp_path, name)[::-1])
+    assert list(utils.load_all(data_dir=str(tmp_path))["test"]) == loaded
+
+
+def test_two_records_for_one_clip_are_refused_or_their_clip_left_out(tmp_path, caplog):
+    write_space_layout(tmp_path)
+    records = _space_file(tmp_path, "identity")
+    records.append(dict(records[0], id="again", text="a second transcript"))  # records[0]: women/audio_1.mp3
+    _write_space_file(tmp_path, "identity", records)
+    clash = r"clip identity/gender/women/audio_1\.mp3 has 2 records: identity\.json\[0\] \(id 7\), identity\.json\[9\] \(id again\)"
+    with pytest.raises(ValueError, match=clash):
+        utils.load_all(data_dir=str(tmp_path))
+    for skip in ("skip", {"s2s_arena": "skip", "jasco": "error"}):
+        metadata = {"data_dir": str(tmp_path), "metadata_conflicts": skip, "lm_eval_speech": {}}
+        with caplog.at_level("WARNING", logger="lm_eval_speech.s2s_arena"):
+            docs = {doc["input_id"]: doc for doc in utils.load_social(**metadata)["test"]}
+        assert "identity/gender/women/audio_1.mp3" not in docs and len(docs) == 7
+        assert docs["identity/gender/women/audio_0.mp3"]["transcript"] == "I am one of the women, clip 0"
+        counts = metadata["lm_eval_speech"]["data"]["metadata"]
+        assert (counts["metadata_conflicts"], counts["clips_left_out_for_conflicts"], counts["space_records_in_conflict"],
+                counts["space_records_matched"]) == ("skip", 1, 2, 12 - 1)
+        assert "metadata conflict(s), their clips left out" in caplog.text
+    with pytest.raises(ValueError, match="metadata_conflicts must be one of error, skip, not 'ignore'"):
+        utils.load_all(data_dir=str(tmp_path), metadata_conflicts="ignore")
+
+
+def test_the_skip_option_reaches_the_task_through_lm_evals_metadata(tmp_path):
+    from lm_eval.tasks import TaskManager
+
+    from conftest import TASKS_DIR
+
+    write_space_layout(tmp_path)
+    records = _space_file(tmp_path, "identity")
+    _write_space_file(tmp_path, "identity", [*records, dict(records[0], id="again")])
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                          metadata={"data_dir": str(tmp_path), "metadata_conflicts": {"s2s_arena": "skip"}})
+    task = manager.load(["s2s_arena_social"])["tasks"]["s2s_arena_social"]
+    assert len(task.dataset["test"]) == 7
+    assert task.config.metadata["lm_eval_speech"]["data"]["metadata"]["clips_left_out_for_conflicts"] == 1
+
+
+def test_a_record_naming_two_clips_is_refused(tmp_path):
+    write_space_layout(tmp_path)
+    tongue = _space_file(tmp_path, "tongue")
+    tongue[0]["audio_file"] = "tongue_twister/audio_1.mp3"  # input_path says audio_0.mp3
+    _write_space_file(tmp_path, "tongue", tongue)
+    both = r"record tongue\.json\[0\] \(id 0\) names 2 clips: tongue_twister/audio_0\.mp3, tongue_twister/audio_1\.mp3"
+    with pytest.raises(ValueError, match=both):
+        utils.load_entertainment(data_dir=str(tmp_path))
+    metadata = {"data_dir": str(tmp_path), "metadata_conflicts": "skip", "lm_eval_speech": {}}
+    docs = utils.load_all(**metadata)["test"]
+    assert not [doc for doc in docs if doc["arena_task"] == "tongue_twister"] and len(docs) == 11
+    assert metadata["lm_eval_speech"]["data"]["metadata"]["clips_left_out_for_conflicts"] == 2
+
+
+def test_space_files_map_to_their_task_folders():
+    assert taxonomy.space_file_folder("tongue") == "tongue_twister"
+    assert [taxonomy.space_file_folder(name) for name in ("healthcare", "psychological", "illness")] == ["illness"] * 3
+    assert taxonomy.space_file_folder("natural") == "nature" and taxonomy.space_file_folder("singing") == "sing"
+    assert taxonomy.space_file_folder("pronounciation") == "pronunciation"
+    assert taxonomy.space_file_folder("leaderboard") is None
 
 
 def test_process_results_counts_spoken_unspoken_and_failed_answers():
@@ -112,14 +258,20 @@ def test_process_results_counts_spoken_unspoken_and_failed_answers():
 
 # -- runs and battles --------------------------------------------------------------------------
 
-def write_run(folder: Path, label_answers: dict[str, str], *, domain="entertainment", task="tongue_twister", unspoken=()) -> Path:
-    """A run folder in lm-eval's layout: samples JSONL whose records point at real WAV files."""
+def write_run(folder: Path, label_answers: dict[str, str], *, domain="entertainment", task="tongue_twister", unspoken=(),
+              labels: dict[str, tuple[str, str]] | None = None) -> Path:
+    """A run folder in lm-eval's layout: samples JSONL whose records point at real WAV files.
+
+    ``labels``: (level, category) per input, as docs carry them now; without it, docs as older runs logged them.
+    """
     out = folder / "model"
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for doc_id, (input_id, answer) in enumerate(label_answers.items()):
         doc = {"input_id": input_id, "domain": domain, "arena_task": task, "task_title": "Tongue twisters",
                "transcript": f"request {input_id}", "task_description": "", "evaluation_target": "", "audio_file": ""}
+        if labels:
+            doc["level"], doc["category"] = labels[input_id]
         sample = {"doc_id": doc_id, "doc": doc, "resps": [[answer]], "filtered_resps": [answer], "spoken_items": 1}
         if input_id not in unspoken:
             wav = _write_clip(folder / "speech" / f"doc{doc_id}.wav", seconds=1.0 + 0.1 * doc_id)
@@ -196,11 +348,32 @@ def test_battles_are_judged_in_both_orders_and_a_rerun_is_free(three_runs, tmp_p
         assert board["judging"]["inconsistent_pairs"] == 0 and board["judging"]["unjudged"] == []
         markdown = (tmp_path / "board" / "s2s_arena_leaderboard.md").read_text()
         assert "good" in markdown and "position-swap disagreements: 0" in markdown
+        assert board["levels"] == board["categories"] == [] and "Online Elo by level" not in markdown  # runs without labels
         assert (tmp_path / "board" / "s2s_arena_ratings.png").read_bytes()[:4] == b"\x89PNG"
         server.reset_counters()
         again = arena(server, three_runs, tmp_path / "board2", tmp_path / "judge.sqlite")
         assert server.calls == 0 and again["models"] == board["models"]
         assert again["judging"]["judge_calls"]["cache_hits"] == 14
+
+
+def test_the_leaderboard_breaks_elo_down_by_level_and_category(tmp_path):
+    labels = {"tt/0.wav": ("L1", "speed"), "tt/1.wav": ("L2", "speed"), "tt/2.wav": ("L2", "accent")}
+    runs = {"good": write_run(tmp_path / "good", {i: f"a good answer {i}" for i in INPUTS}, labels=labels),
+            "fine": write_run(tmp_path / "fine", {i: f"a fine answer {i}" for i in INPUTS}, labels=labels)}
+    with FakeOpenAI(responder=prefers_good) as server:
+        board = arena(server, runs, tmp_path / "board", tmp_path / "judge.sqlite")
+    battles = read_battles_jsonl(tmp_path / "board" / "s2s_arena_battles.jsonl")
+    assert [(b.input_id, b.level, b.category) for b in battles] == [(i, *labels[i]) for i in INPUTS]
+    assert (board["levels"], board["categories"]) == (["L1", "L2"], ["accent", "speed"])
+    assert (board["battles_by_level"], board["battles_by_category"]) == ({"L1": 1, "L2": 2}, {"accent": 1, "speed": 2})
+    good = next(row for row in board["models"] if row["model"] == "good")
+    assert good["level_elo"] == {"L1": 1016.0, "L2": online_elo([b for b in battles if b.level == "L2"])["good"]}
+    assert good["level_elo"]["L2"] > 1016.0 and good["category_elo"] == {"accent": 1016.0, "speed": good["level_elo"]["L2"]}
+    markdown = (tmp_path / "board" / "s2s_arena_leaderboard.md").read_text()
+    assert "## Online Elo by level" in markdown and "| Rank | Model | L1 (n=1) | L2 (n=2) |" in markdown
+    assert "## Online Elo by category" in markdown and "| Rank | Model | accent (n=1) | speed (n=2) |" in markdown
+    assert "| 1 | good | 1016 | 1031 |" in markdown
+    assert json.loads((tmp_path / "board" / "s2s_arena_leaderboard.json").read_text())["levels"] == ["L1", "L2"]
 
 
 def test_adding_a_model_pays_only_for_its_battles(three_runs, tmp_path):

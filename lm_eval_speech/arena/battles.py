@@ -32,6 +32,8 @@ class Battle:
     input_id: str = ""
     domain: str = ""
     task: str = ""
+    level: str = ""  # the input's difficulty level and category, as the data names them
+    category: str = ""
     source: str = "judge"  # or "human"
     judge: str = ""
     detail: str = ""
@@ -192,6 +194,7 @@ _OPTIONAL_KEYS = {
     "input_id": ("inputid", "id", "questionid", "qid", "sampleid", "itemid", "promptid", "audioid", "index", "idx"),
     "domain": ("domain", "category", "scenario", "scene"),
     "task": ("task",),
+    "level": ("level", "difficulty"),
     "judge": ("judge", "annotator", "rater", "evaluator", "voter", "worker", "user", "userid"),
     "detail": ("detail", "reason", "comment", "comments", "explanation", "rationale", "note"),
 }

@@ -1,9 +1,9 @@
 """``lm-eval-speech arena``: rank speech-out models from their ``s2s_arena`` runs.
 
 runs → battles (every pair on every shared input, or a budget of informative ones) → automatic
-verdicts in both orders (+ imported human battles) → online Elo as published, Bradley–Terry with
-bootstrap intervals, win rates → Markdown, JSON, PNG; per model, DNSMOS, durations and ASR
-consistency of the spoken answers.
+verdicts in both orders (+ imported human battles) → online Elo as published (overall, and per
+domain, level and category of the inputs), Bradley–Terry with bootstrap intervals, win rates →
+Markdown, JSON, PNG; per model, DNSMOS, durations and ASR consistency of the spoken answers.
 """
 
 from __future__ import annotations

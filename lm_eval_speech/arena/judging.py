@@ -207,7 +207,8 @@ class BattleJudge:
         }
         summary.battles.append(Battle(
             model_a=matchup.model_1, model_b=matchup.model_2, winner=winner, input_id=matchup.input_id,
-            domain=answer.domain, task=answer.task, source="judge", judge=config.name,
+            domain=answer.domain, task=answer.task, level=answer.level, category=answer.category,
+            source="judge", judge=config.name,
             detail=json.dumps(detail, ensure_ascii=False),
         ))
         summary.by_judge[config.name] += 1

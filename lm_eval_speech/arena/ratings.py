@@ -8,7 +8,7 @@ depends on that order: its table puts SpeechGPT above Mini-Omni although Mini-Om
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,15 +48,24 @@ def online_elo(
     return ratings
 
 
+def elo_by(
+    battles: Sequence[Battle], attribute: str, initial: float = ELO_INITIAL, k: float = ELO_K, scale: float = ELO_SCALE
+) -> dict[str, dict[str, float]]:
+    """One online Elo per non-empty value of a battle attribute (domain, level, category), in value
+    order, each over that value's battles in recorded order."""
+    groups: dict[str, list[Battle]] = defaultdict(list)
+    for battle in battles:
+        value = getattr(battle, attribute)
+        if value:
+            groups[value].append(battle)
+    return {value: online_elo(groups[value], initial, k, scale) for value in sorted(groups)}
+
+
 def elo_by_domain(
     battles: Sequence[Battle], initial: float = ELO_INITIAL, k: float = ELO_K, scale: float = ELO_SCALE
 ) -> dict[str, dict[str, float]]:
     """One online Elo per non-empty domain, each over that domain's battles in recorded order."""
-    by_domain: dict[str, list[Battle]] = defaultdict(list)
-    for battle in battles:
-        if battle.domain:
-            by_domain[battle.domain].append(battle)
-    return {domain: online_elo(by_domain[domain], initial, k, scale) for domain in sorted(by_domain)}
+    return elo_by(battles, "domain", initial, k, scale)
 
 
 # --- Bradley–Terry --------------------------------------------------------------------------------
@@ -222,16 +231,23 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
+# Battle attributes the leaderboard breaks the online Elo down by: (attribute, plural, row key).
+BREAKDOWNS = (("domain", "domains", "domain_elo"), ("level", "levels", "level_elo"), ("category", "categories", "category_elo"))
+
+
 def leaderboard(battles: Sequence[Battle], rounds: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
     """Everything the leaderboard shows, JSON-serialisable (no NaN: missing numbers are None).
 
-    ``models``: one row per model, best Bradley–Terry rating first; ``win_rate``: the matrix in
-    that order; ``settings``: the constants behind the numbers.
+    ``models``: one row per model, best Bradley–Terry rating first, with the online Elo per domain,
+    level and category (``domain_elo``, ``level_elo``, ``category_elo``; None where a model played
+    none of that group's battles); ``domains``, ``levels``, ``categories``: the groups present, and
+    ``battles_by_domain`` etc. their battle counts; ``win_rate``: the matrix in row order;
+    ``settings``: the constants behind the numbers.
     """
     if not battles:
         raise ValueError("a leaderboard needs at least one battle")
     elo = online_elo(battles)
-    per_domain = elo_by_domain(battles)
+    groups = {attribute: elo_by(battles, attribute) for attribute, _, _ in BREAKDOWNS}
     bt = bootstrap_bradley_terry(battles, rounds=rounds, seed=seed, confidence=confidence)
     tally = record(battles)
     order = sorted(bt, key=lambda model: (-bt[model][0], model))
@@ -244,13 +260,15 @@ def leaderboard(battles: Sequence[Battle], rounds: int = 1000, seed: int = 0, co
             "bt_lower": _finite_or_none(lower),
             "bt_upper": _finite_or_none(upper),
             "online_elo": elo[model],
-            "domain_elo": {domain: per_domain[domain].get(model) for domain in per_domain},
+            **{row_key: {value: ratings.get(model) for value, ratings in groups[attribute].items()}
+               for attribute, _, row_key in BREAKDOWNS},
             **tally[model],
         })
     models, matrix, counts = win_rate_matrix(battles, order)
     return {
         "models": rows,
-        "domains": list(per_domain),
+        **{plural: list(groups[attribute]) for attribute, plural, _ in BREAKDOWNS},
+        **{f"battles_by_{attribute}": _battle_counts(battles, attribute) for attribute, _, _ in BREAKDOWNS},
         "win_rate": {
             "models": models,
             "matrix": [[_finite_or_none(value) for value in row] for row in matrix.tolist()],
@@ -268,3 +286,8 @@ def leaderboard(battles: Sequence[Battle], rounds: int = 1000, seed: int = 0, co
             "confidence": confidence,
         },
     }
+
+
+def _battle_counts(battles: Sequence[Battle], attribute: str) -> dict[str, int]:
+    counts = Counter(getattr(battle, attribute) for battle in battles if getattr(battle, attribute))
+    return {value: counts[value] for value in sorted(counts)}

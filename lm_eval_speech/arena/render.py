@@ -14,6 +14,13 @@ CAPTION = (
     "(start {initial:g}, K = {k:g}) in the recorded battle order, so it depends on that order. "
     "W-L-T: wins, losses, ties."
 )
+BREAKDOWN_CAPTION = (
+    "The paper's online Elo run on each {attribute}'s battles alone (as the per-domain columns above); "
+    "n: battles. Few battles make these noisy."
+)
+# Groups shown as their own tables, where the inputs carry them: (attribute, plural, row key, title).
+BREAKDOWN_TABLES = (("level", "levels", "level_elo", "Online Elo by level"),
+                    ("category", "categories", "category_elo", "Online Elo by category"))
 WIN_RATE_CAPTION = "Share of battles the row model won against the column model (ties count half); (n): battles."
 
 
@@ -54,10 +61,23 @@ def leaderboard_markdown(board: dict) -> str:
         "# S2S-Arena leaderboard", "",
         f"{settings['battles']} battles.", "",
         *_table(headers, rows, right_from=2), "", caption, "",
+        *[line for table in BREAKDOWN_TABLES for line in _breakdown_section(board, *table)],
         "## Win rates", "",
         *_table(["Model", *win_rate["models"]], matrix_rows, right_from=1), "", WIN_RATE_CAPTION, "",
     ]
     return "\n".join(lines)
+
+
+def _breakdown_section(board: dict, attribute: str, plural: str, row_key: str, title: str) -> list[str]:
+    """One table of per-group online Elo (models in leaderboard order); nothing when no battle has the group."""
+    groups = board.get(plural) or []
+    if not groups:
+        return []
+    counts = board.get(f"battles_by_{attribute}", {})
+    headers = ["Rank", "Model", *[f"{group} (n={counts.get(group, 0)})" for group in groups]]
+    rows = [[str(rank), row["model"], *[_rating(row[row_key].get(group)) for group in groups]]
+            for rank, row in enumerate(board["models"], start=1)]
+    return [f"## {title}", "", *_table(headers, rows, right_from=2), "", BREAKDOWN_CAPTION.format(attribute=attribute), ""]
 
 
 def write_leaderboard(board: dict, out_dir: str | Path, stem: str = "s2s_arena") -> list[Path]:

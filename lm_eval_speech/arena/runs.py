@@ -30,11 +30,24 @@ class Answer:
     doc: dict
 
     @property
+    def level(self) -> str:
+        return _text(self.doc.get("level"))
+
+    @property
+    def category(self) -> str:
+        return _text(self.doc.get("category"))
+
+    @property
     def spoken_text(self) -> str:
         """What the answer said: Whisper's transcript of its audio, else the text answer."""
         if self.speech and self.speech.get("transcript") is not None:
             return str(self.speech["transcript"])
         return self.text
+
+
+def _text(value) -> str:
+    """A doc label as text; runs logged before docs carried it have none."""
+    return "" if value is None else str(value)
 
 
 @dataclass

@@ -58,13 +58,32 @@ FOLDER_ALIASES = {
 }
 MEDICAL_FOLDER = "illness"
 MEDICAL_PREFIXES = ("healthcare", "psychological", "illness")
+# The Space's data/<name>.json files are named by task, not always as the data folders are:
+# tongue.json describes tongue_twister/, and the three medical files share the illness/ folder.
+SPACE_FILE_ALIASES = {
+    "tongue": "tongue_twister",
+    "healthcare": MEDICAL_FOLDER,
+    "psychological": MEDICAL_FOLDER,
+}
+
+
+def folder_task(folder: str) -> str | None:
+    """The task a top-level data folder holds (``illness`` for the shared medical folder), or None."""
+    folder = folder.lower()
+    task = FOLDER_ALIASES.get(folder, folder)
+    return task if task in TASK_DOMAIN else None
+
+
+def space_file_folder(json_stem: str) -> str | None:
+    """The data folder (as :func:`folder_task` names it) that the Space's ``<json_stem>.json`` describes."""
+    stem = json_stem.lower()
+    return folder_task(SPACE_FILE_ALIASES.get(stem, stem))
 
 
 def task_of(folder: str, file_name: str) -> str | None:
     """The task id of an audio file from its top folder and name, or None when it is no task's."""
-    folder = folder.lower()
-    task = FOLDER_ALIASES.get(folder, folder)
+    task = folder_task(folder)
     if task == MEDICAL_FOLDER:
         stem = file_name.lower()
         return next((prefix for prefix in MEDICAL_PREFIXES if stem.startswith(prefix)), MEDICAL_FOLDER)
-    return task if task in TASK_DOMAIN else None
+    return task

@@ -10,6 +10,7 @@ judges and ratings live in :mod:`lm_eval_speech.arena`.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import datasets
 
@@ -30,42 +31,16 @@ def _load(domain: str | None, metadata: dict) -> datasets.DatasetDict:
     if unassigned:
         logger.warning("s2s_arena: %d audio file(s) under %s belong to no task and are not inputs: %s",
                        len(unassigned), root, ", ".join(unassigned[:5]))
-    wanted = metadata.get(TASKS_KEY)
-    if wanted:
-        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
-        unknown = sorted(set(wanted) - set(taxonomy.TASK_DOMAIN))
-        if unknown:
-            raise data.DataError(f"s2s_arena: --metadata {TASKS_KEY} names unknown tasks {unknown}; known: {sorted(taxonomy.TASK_DOMAIN)}")
-    relpaths = [relpath for relpath, _ in clips]
-    # The Space's files first (hub runs only); a local metadata.jsonl then overrides them.
-    metadata_roots = [root]
-    if not source.get("data_dir"):
-        space = dataset.fetch_space_metadata(root)
-        metadata_roots = ([space] if space is not None else []) + metadata_roots
-    found: dict[str, dict] = {}
-    report: dict[str, int] = {}
-    for metadata_root in metadata_roots:
-        fields, counts = dataset.read_metadata(metadata_root, relpaths)
-        for relpath, values in fields.items():
-            found.setdefault(relpath, {}).update(values)
-        report = {k: report.get(k, 0) + v for k, v in counts.items()}
+    wanted = _wanted_tasks(metadata)
+    reading = dataset.read_metadata(_metadata_roots(root, source), [relpath for relpath, _ in clips],
+                                    dataset.conflict_policy(metadata))
     load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True, "s2s_arena")
-    docs = []
-    for relpath, task in clips:
-        if (domain and taxonomy.TASK_DOMAIN[task] != domain) or (wanted and task not in wanted):
-            continue
-        fields = found.get(relpath, {})
-        docs.append({
-            "input_id": relpath,
-            "domain": taxonomy.TASK_DOMAIN[task],
-            "arena_task": task,
-            "task_title": taxonomy.TASK_TITLES[task],
-            "transcript": fields.get("transcript", ""),
-            "task_description": fields.get("task_description", ""),
-            "evaluation_target": fields.get("evaluation_target", ""),
-            "audio_file": str(root / relpath) if load_audio else "",
-            "label": f"{relpath} ({task})",
-        })
+    left_out = set(reading.left_out)
+    docs = [
+        _doc(relpath, task, reading.fields.get(relpath, {}), str(root / relpath) if load_audio else "")
+        for relpath, task in clips
+        if relpath not in left_out and _in_scope(task, domain, wanted)
+    ]
     if not docs:
         raise data.DataError(
             f"s2s_arena: no input clips for domain {domain or 'any'} under {root}; expected <task folder>/<clip> "
@@ -75,9 +50,50 @@ def _load(domain: str | None, metadata: dict) -> datasets.DatasetDict:
     data.record_provenance(
         metadata, package_version=__version__,
         data={**source, "clips": len(docs), "clips_with_transcript": with_metadata, "unassigned_files": unassigned,
-              "metadata": report, "audio_loaded": load_audio, "input_rate": INPUT_RATE},
+              "metadata": reading.counts, "audio_loaded": load_audio, "input_rate": INPUT_RATE},
     )
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
+def _wanted_tasks(metadata: dict) -> list[str] | None:
+    wanted = metadata.get(TASKS_KEY)
+    if not wanted:
+        return None
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    unknown = sorted(set(wanted) - set(taxonomy.TASK_DOMAIN))
+    if unknown:
+        raise data.DataError(f"s2s_arena: --metadata {TASKS_KEY} names unknown tasks {unknown}; known: {sorted(taxonomy.TASK_DOMAIN)}")
+    return wanted
+
+
+def _in_scope(task: str, domain: str | None, wanted: list[str] | None) -> bool:
+    return (not domain or taxonomy.TASK_DOMAIN[task] == domain) and (not wanted or task in wanted)
+
+
+def _metadata_roots(root: Path, source: dict) -> list[Path]:
+    """Where metadata is read, later roots winning: the Space's files (hub runs only), then the data folder."""
+    if source.get("data_dir"):
+        return [root]
+    space = dataset.fetch_space_metadata(root)
+    return ([space] if space is not None else []) + [root]
+
+
+def _doc(relpath: str, task: str, fields: dict, audio_file: str) -> dict:
+    description = fields.get("task_description", "")
+    return {
+        "input_id": relpath,
+        "domain": taxonomy.TASK_DOMAIN[task],
+        "arena_task": task,
+        "task_title": taxonomy.TASK_TITLES[task],
+        "transcript": fields.get("transcript", ""),
+        "task_description": description,
+        # the Space names no target field: what the task asks for (its description) is what is judged
+        "evaluation_target": fields.get("evaluation_target") or description,
+        "level": fields.get("level", ""),
+        "category": fields.get("category", ""),
+        "audio_file": audio_file,
+        "label": f"{relpath} ({task})",
+    }
 
 
 def load_all(**metadata) -> datasets.DatasetDict:
