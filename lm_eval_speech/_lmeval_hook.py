@@ -13,7 +13,7 @@ lm_eval itself imports ``lm_eval.models`` or ``lm_eval.tasks.manager``; then it
 * teaches ``--use_cache``'s request hashing (``lm_eval.api.model``) numpy arrays: lm-eval 0.4.13
   digests bytes and PIL images but raises on the audio arrays of multimodal requests; an array
   is keyed by its dtype, shape and bytes, so equal audio hits and any change misses, and
-* lets speech output (``lm_eval_speech.speech_output``) find the run's ``--output_path`` and
+* lets speech output (``lm_eval_speech.speech.output``) find the run's ``--output_path`` and
   adds each logged sample's ``speech_output`` records (path, rate, duration, transcript).
 
 It steps aside where lm_eval discovers plugins natively, and ``LM_EVAL_SPEECH_DISABLE_HOOK=1``
@@ -104,40 +104,137 @@ def _hash_arrays_in_cache_keys(model_module):
     model_module._multimodal_cache_default = default
 
 
-# The --output_path of the EvaluationTracker of this process: where spoken answers are written.
-run_output_path = None
-
-
-def _speech_output_in_samples(tracker_module):
-    tracker = tracker_module.EvaluationTracker
-    if getattr(tracker.save_results_samples, "adds_speech_output", False):
+def _wrap(owner, name, wrapper, static=False):
+    """Replace ``owner.name`` by ``wrapper(original)``, once (a module re-executed keeps one layer)."""
+    original = getattr(owner, name)
+    if getattr(original, "lm_eval_speech", False):
         return
-    original_init, original_save = tracker.__init__, tracker.save_results_samples
+    wrapped = wrapper(original)
+    wrapped.lm_eval_speech = True
+    setattr(owner, name, staticmethod(wrapped) if static else wrapped)
 
-    def __init__(self, *args, **kwargs):
-        global run_output_path
-        original_init(self, *args, **kwargs)
-        run_output_path = kwargs.get("output_path", args[0] if args else None)
 
-    def save_results_samples(self, task_name, samples):
-        from lm_eval_speech.speech_output import SAMPLE_FIELD, sample_records
+def _tracker_hooks(tracker_module):
+    tracker = tracker_module.EvaluationTracker
 
-        for sample in samples:
-            records = sample_records(sample)
-            if records is not None:
-                sample[SAMPLE_FIELD] = records
-        return original_save(self, task_name, samples)
+    def init(original):
+        def __init__(self, *args, **kwargs):
+            from lm_eval_speech import run
 
-    save_results_samples.adds_speech_output = True
-    tracker.__init__ = __init__
-    tracker.save_results_samples = save_results_samples
+            original(self, *args, **kwargs)
+            run.output_path = kwargs.get("output_path", args[0] if args else None)
+
+        return __init__
+
+    def aggregated(original):
+        def save_results_aggregated(self, results, *args, **kwargs):
+            from lm_eval_speech import run
+
+            run.results = results
+            return original(self, results, *args, **kwargs)
+
+        return save_results_aggregated
+
+    def samples(original):
+        def save_results_samples(self, task_name, samples):
+            from lm_eval_speech.data import BENCHMARKS
+            from lm_eval_speech.speech.output import SAMPLE_FIELD, sample_records
+
+            ours = task_name.startswith(BENCHMARKS)
+            for sample in samples:
+                records = sample_records(sample)
+                if records is not None:
+                    sample[SAMPLE_FIELD] = records
+                # Our judged tasks' filtered responses are verdict dicts (lm-eval may have copied a
+                # Verdict into a plain dict): written as JSON values, not as Python reprs.
+                verdicts = [r for r in sample.get("filtered_resps", []) if isinstance(r, dict)] if ours else []
+                if verdicts:
+                    sample["judge_verdicts"] = [dict(v) for v in verdicts]
+                    sample["filtered_resps"] = ["see judge_verdicts" if isinstance(r, dict) else r for r in sample["filtered_resps"]]
+            return original(self, task_name, samples)
+
+        return save_results_samples
+
+    _wrap(tracker, "__init__", init)
+    _wrap(tracker, "save_results_aggregated", aggregated)
+    _wrap(tracker, "save_results_samples", samples)
+
+
+def _provenance_in_configs(task_module):
+    def dumped(original):
+        def dump_config(self):
+            from lm_eval_speech.provenance import add_to_config
+
+            return add_to_config(original(self))
+
+        return dump_config
+
+    _wrap(task_module.Task, "dump_config", dumped)
+
+
+class _WithoutFailures:
+    """``--use_cache``'s store, refusing failed generations: a re-run must retry them, not replay them."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __setitem__(self, key, value):
+        from lm_eval_speech.outcomes import is_failure
+
+        if not is_failure(value):
+            self._store[key] = value
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def __contains__(self, key):
+        return key in self._store
+
+    def __getitem__(self, key):
+        return self._store[key]
+
+
+def _model_hooks(model_module):
+    _hash_arrays_in_cache_keys(model_module)
+
+    def init(original):
+        def __init__(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            self.dbdict = _WithoutFailures(self.dbdict)
+
+        return __init__
+
+    _wrap(model_module.CachingLM, "__init__", init)
+
+
+def _fail_run_on_errors(run_module):
+    def checked(original):
+        def _execute(args):
+            original(args)
+            from lm_eval_speech import outcomes, run
+
+            problems = outcomes.run_problems(run.results) if run.results else []
+            if problems:
+                sys.stderr.write(
+                    "lm-eval-speech: results and samples are written, but the run could not score what it was asked to:\n"
+                    + "\n".join(f"  {p}" for p in problems)
+                    + f"\n(--metadata '{{\"{outcomes.FAIL_ON_ERROR_KEY}\": SHARE}}' sets the failed share allowed, "
+                    "false turns the check off)\n"
+                )
+                raise SystemExit(1)
+
+        return _execute
+
+    _wrap(run_module.Run, "_execute", checked, static=True)
 
 
 _AFTER_IMPORT = {
     "lm_eval.models": _register_plugin_models,
     "lm_eval.tasks.manager": _add_plugin_task_dirs,
-    "lm_eval.api.model": _hash_arrays_in_cache_keys,
-    "lm_eval.loggers.evaluation_tracker": _speech_output_in_samples,
+    "lm_eval.api.model": _model_hooks,
+    "lm_eval.api.task": _provenance_in_configs,
+    "lm_eval.loggers.evaluation_tracker": _tracker_hooks,
+    "lm_eval._cli.run": _fail_run_on_errors,
 }
 
 

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from lm_eval_speech.options import as_bool
+
 DATA_DIR_KEY = "data_dir"
 # The benchmarks of this project, as the names of per-benchmark --metadata mappings.
 BENCHMARKS = ("speechinstruct", "jasco", "s2s_arena")
 REVISION_KEY = "revision"
 LOAD_AUDIO_KEY = "load_audio"
-# Where tasks record what they read; it lands in results["configs"][task]["metadata"].
-PROVENANCE_KEY = "lm_eval_speech"
 
 
 class DataError(ValueError):
@@ -77,34 +77,8 @@ def option(metadata: dict, key: str, benchmark: str, default: Any = None) -> Any
 
 
 def flag(metadata: dict, key: str, default: bool, benchmark: str) -> bool:
-    """Read a boolean task option from ``--metadata`` (true/false strings too, or a mapping by benchmark)."""
-    value = option(metadata, key, benchmark, default)
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise DataError(f"--metadata {key}={value!r}: expected true or false")
-    return bool(value)
-
-
-def as_bool(value: Any) -> bool:
-    """A boolean model_arg or gen_kwarg: lm-eval passes ``key=true`` as a string; other strings are false."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def record_provenance(metadata: dict, **entries: Any) -> None:
-    """Add entries to the task's provenance dict, which lm-eval writes into the results file.
-
-    The task YAML declares ``metadata: {lm_eval_speech: {}}``; lm-eval passes that same dict
-    object to ``custom_dataset(**metadata)``, so filling it here reaches ``dump_config()``.
-    """
-    target = metadata.get(PROVENANCE_KEY)
-    if isinstance(target, dict):
-        target.update(entries)
+    """A boolean task option from ``--metadata`` (true/false strings too, or a mapping by benchmark)."""
+    return as_bool(option(metadata, key, benchmark, default), f"--metadata {key}")
 
 
 def sha256_file(path: Path) -> str:
@@ -141,11 +115,6 @@ def read_jsonl_lines(path: Path, *, label: str | None = None) -> list[tuple[int,
     if not rows:
         raise DataError(f"{name}: no items")
     return rows
-
-
-def read_jsonl(path: Path, *, label: str | None = None) -> list[dict]:
-    """The objects of a benchmark's JSON-lines file (one per line)."""
-    return [row for _, row in read_jsonl_lines(path, label=label)]
 
 
 class BenchmarkFiles:

@@ -1,12 +1,17 @@
-"""What every local audio-in model of this project shares: device, data parallel, batching.
+"""What every audio-in model of this project shares: model_args, device, data parallel, batching, speech.
 
-A model file subclasses :class:`SpeechLM` and implements ``_generate_batch``; requests arrive as
-lm-eval builds them for multimodal tasks: ``(context, gen_kwargs, {"audio": [clip, ...]})`` with
-one ``<audio>`` placeholder in the context per clip, clips at their native rate.
+A model file subclasses :class:`SpeechLM` and implements ``_generate_batch`` (and, for a model
+that can answer in speech, ``_speak_batch``); requests arrive as lm-eval builds them for
+multimodal tasks: ``(context, gen_kwargs, {"audio": [clip, ...]})`` with one ``<audio>``
+placeholder in the context per clip, clips at their native rate. gen_kwargs become one
+:class:`lm_eval_speech.calls.GenerationParams`; a model_arg that no class of the model takes is
+an error listing those it takes. Local models run on ``device``; API models (``LOCAL = False``)
+need no torch.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from datetime import timedelta
@@ -14,17 +19,22 @@ from typing import Any
 
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
-from lm_eval.models.utils import Collator, normalize_gen_kwargs, postprocess_generated_text
+from lm_eval.models.utils import Collator, postprocess_generated_text
 from tqdm import tqdm
 
-from lm_eval_speech.audio import duration_seconds
-from lm_eval_speech.speech_output import SpeechOutput, SpokenAnswer, split_speech_kwargs
+from lm_eval_speech.calls.params import GenerationParams
+from lm_eval_speech.options import check_known
+from lm_eval_speech.outcomes import is_failure
+from lm_eval_speech.speech.audio import duration_seconds
+from lm_eval_speech.speech.output import SpeechOutput, SpokenAnswer, split_speech_kwargs
 
 logger = logging.getLogger("lm_eval_speech.models")
 
 AUDIO_PLACEHOLDER = "<audio>"
 # lm-eval's own defaults (gen_kwargs without max_gen_toks)
 DEFAULT_MAX_GEN_TOKS = 256
+# lm_eval hands every model these, whatever --model_args says
+LM_EVAL_ARGS = ("batch_size", "max_batch_size", "device")
 
 
 def resolve_device(device: str | None):
@@ -89,11 +99,13 @@ def request_where(request: Instance) -> str:
 
 
 class SpeechLM(LM):
-    """lm-eval ``LM`` for local audio-in models, with data parallelism as lm-eval's HFLM does it."""
+    """lm-eval ``LM`` for audio-in models, with data parallelism as lm-eval's HFLM does it."""
 
     MULTIMODAL = True
     # Whether the model can answer in speech (it then implements ``_speak_batch``).
     SPEAKS = False
+    # Whether the model runs here (device, data parallel); API models set False.
+    LOCAL = True
 
     def __init__(
         self,
@@ -103,22 +115,32 @@ class SpeechLM(LM):
         speech_dir: str | None = None,
         speech_asr: str | None = None,
         speech_asr_language: str | None = None,
-        **unused: Any,
+        **unknown: Any,
     ) -> None:
         super().__init__()
-        if unused:
-            logger.warning("%s ignores model_args %s", type(self).__name__, sorted(unused))
+        check_known(unknown, self.accepted_args(), f"{type(self).__name__} model_args")
         if str(batch_size).startswith("auto"):
             raise ValueError(f"{type(self).__name__}: batch_size=auto is not supported; give a number")
         self.batch_size = int(batch_size)
         self._rank, self._world_size, self.accelerator = 0, 1, None
-        self._device = self._setup_parallel(device)
+        self._device = self._setup_parallel(device) if self.LOCAL else None
         self.speech = SpeechOutput(
             type(self).__name__, mode=speech_output, directory=speech_dir, asr=speech_asr,
             asr_language=speech_asr_language, device=self._device,
         )
         if speech_output == "always" and not self.SPEAKS:
             raise ValueError(f"{type(self).__name__} answers in text only: speech_output=always cannot be met")
+
+    @classmethod
+    def accepted_args(cls) -> set[str]:
+        """Every model_arg some class of this model takes, and the ones lm_eval always passes."""
+        names = set(LM_EVAL_ARGS)
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                names |= {p.name for p in inspect.signature(init).parameters.values()
+                          if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+        return names
 
     # -- data parallel (accelerate launch -m lm_eval ...) ---------------------------------
     def _setup_parallel(self, device: str | None):
@@ -208,45 +230,30 @@ class SpeechLM(LM):
         progress = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc=f"{type(self).__name__}")
         for batch in collator.get_batched(n=self.batch_size):
             gen_kwargs, ask = split_speech_kwargs(batch[0].args[1])
-            settings = normalize_gen_kwargs(gen_kwargs, default_max_gen_toks=DEFAULT_MAX_GEN_TOKS)
+            params = GenerationParams.from_gen_kwargs(
+                gen_kwargs, default_max_tokens=DEFAULT_MAX_GEN_TOKS, where=f"{request_where(batch[0])} gen_kwargs"
+            )
+            if params.n != 1:
+                raise ValueError(f"{request_where(batch[0])}: gen_kwargs n={params.n}: lm-eval takes one answer per "
+                                 "request (a task asks for more with repeats)")
             if not self.speech.wants_audio(ask):
-                outputs = self._generate_batch(batch, settings)
-                results.extend(postprocess_generated_text(output, settings["until"], None) for output in outputs)
+                outputs = self._generate_batch(batch, params)
+                results.extend(o if is_failure(o) else postprocess_generated_text(o, list(params.stop), None) for o in outputs)
             else:
-                for request, spoken in zip(batch, self._speak_batch(batch, settings), strict=True):
-                    text = postprocess_generated_text(spoken.text, settings["until"], None)
+                for request, spoken in zip(batch, self._speak_batch(batch, params), strict=True):
+                    if is_failure(spoken):
+                        results.append(spoken)
+                        continue
+                    text = postprocess_generated_text(spoken.text, list(params.stop), None)
                     results.append(self.speech.respond(request, text, spoken.audio, spoken.sampling_rate, ask))
             progress.update(len(batch))
         progress.close()
         return collator.get_original(results)
 
-    def _generate_batch(self, requests: list[Instance], settings: dict) -> list[str]:
+    def _generate_batch(self, requests: list[Instance], params: GenerationParams) -> list:
+        """Each request's text answer (or a FailedGeneration)."""
         raise NotImplementedError
 
-    def _speak_batch(self, requests: list[Instance], settings: dict) -> list[SpokenAnswer]:
-        """Text and audio of each request, for models with ``SPEAKS``."""
+    def _speak_batch(self, requests: list[Instance], params: GenerationParams) -> list:
+        """Each request's SpokenAnswer (or a FailedGeneration), for models with ``SPEAKS``."""
         raise NotImplementedError
-
-
-def hf_generate_kwargs(settings: dict) -> dict:
-    """transformers ``generate`` arguments from lm-eval's normalised gen_kwargs."""
-    passthrough = {k: v for k, v in settings.items() if k not in ("until", "max_gen_toks", "do_sample", "temperature")}
-    kwargs = {"max_new_tokens": settings["max_gen_toks"], "do_sample": bool(settings["do_sample"]), **passthrough}
-    if kwargs["do_sample"]:
-        kwargs["temperature"] = settings["temperature"]
-    return kwargs
-
-
-def hf_generate(model, tokenizer, inputs, settings: dict) -> list[str]:
-    """Run ``model.generate`` on a left-padded batch; the new text of each row, stop strings honoured."""
-    import torch
-    from lm_eval.models.utils_hf import stop_sequences_criteria
-
-    input_length = inputs["input_ids"].shape[1]
-    kwargs = hf_generate_kwargs(settings)
-    stops = [s for s in settings["until"] if s]
-    if stops:
-        kwargs["stopping_criteria"] = stop_sequences_criteria(tokenizer, stops, input_length, inputs["input_ids"].shape[0])
-    with torch.inference_mode():
-        output = model.generate(**inputs, **kwargs, pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.batch_decode(output[:, input_length:], skip_special_tokens=True)

@@ -14,7 +14,7 @@ template → batched generation (left padding) → cut at stop strings.
 * ``transcript_template``: how a transcript replaces ``<audio>`` (default ``"{transcript}\\n"``);
   ``system_prompt``; ``dtype``; ``device``; ``batch_size``.
 * Speech output (when a task asks, or ``speech_output=always``; see
-  :mod:`lm_eval_speech.speech_output`): the answer is spoken by ``tts`` — ``piper`` (default:
+  :mod:`lm_eval_speech.speech.output`): the answer is spoken by ``tts`` — ``piper`` (default:
   the offline en_US voice of the ``tts`` extra), ``piper:/path/voice.onnx``, or a local
   transformers text-to-speech folder; ``tts_seed`` (0) and ``tts_length_scale`` (speaking
   rate, Piper only). The synthesiser loads at the first spoken answer.
@@ -27,19 +27,12 @@ from pathlib import Path
 import lm_eval.models  # noqa: F401  (fills the built-in registry first)
 from lm_eval.api.registry import register_model
 
-from lm_eval_speech.audio import clip_array
-from lm_eval_speech.asr import WHISPER_RATE, WhisperASR
+from lm_eval_speech.speech.audio import clip_array
+from lm_eval_speech.speech.asr import WHISPER_RATE, WhisperASR
 from lm_eval_speech.bundled import bundled_smollm2_gguf, bundled_whisper_tiny_en
-from lm_eval_speech.models._base import (
-    SpeechLM,
-    hf_generate,
-    logger,
-    request_where,
-    resolve_dtype,
-    split_audio_prompt,
-)
-from lm_eval_speech.speech_output import SpokenAnswer
-from lm_eval_speech.text_lm import load_text_lm
+from lm_eval_speech.calls.local import generate_text, load_text_lm
+from lm_eval_speech.models._base import SpeechLM, logger, request_where, resolve_dtype, split_audio_prompt
+from lm_eval_speech.speech.output import SpokenAnswer
 
 
 @register_model("cascade")
@@ -104,23 +97,19 @@ class CascadeLM(SpeechLM):
         messages.append({"role": "user", "content": text})
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def _generate_batch(self, requests, settings):
+    def _generate_batch(self, requests, params):
         prompts = [self._prompt(request) for request in requests]
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        return hf_generate(self.model, self.tokenizer, inputs, settings)
+        return [texts[0] for texts in generate_text(self.model, self.tokenizer, inputs, params)]
 
-    def _speak_batch(self, requests, settings):
-        from lm_eval.models.utils import postprocess_generated_text
-
+    def _speak_batch(self, requests, params):
         if self._tts is None:
-            from lm_eval_speech.tts import load_tts
+            from lm_eval_speech.speech.tts import load_tts
 
             self._tts = load_tts(self.tts_spec, device=self.device, seed=self.tts_seed, length_scale=self.tts_length_scale)
             logger.info("cascade: answers spoken by %s", self._tts.name)
         answers = []
-        for text in self._generate_batch(requests, settings):
-            # Speak what the response will be: the text cut at the stop strings.
-            text = postprocess_generated_text(text, settings["until"], None)
+        for text in self._generate_batch(requests, params):  # already cut at the stop strings: what is said is the answer
             audio, rate = self._tts.synthesize(text)
             answers.append(SpokenAnswer(text, audio, rate))
         return answers

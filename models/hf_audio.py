@@ -24,16 +24,10 @@ import inspect
 import lm_eval.models  # noqa: F401  (fills the built-in registry first; see lm-eval-notes §1.1)
 from lm_eval.api.registry import register_model
 
-from lm_eval_speech.audio import clip_array
-from lm_eval_speech.data import as_bool
-from lm_eval_speech.models._base import (
-    AUDIO_PLACEHOLDER,
-    SpeechLM,
-    hf_generate,
-    request_where,
-    resolve_dtype,
-    split_audio_prompt,
-)
+from lm_eval_speech.speech.audio import clip_array
+from lm_eval_speech.options import as_bool
+from lm_eval_speech.calls.local import generate_text
+from lm_eval_speech.models._base import AUDIO_PLACEHOLDER, SpeechLM, request_where, resolve_dtype, split_audio_prompt
 
 # Tried in order; audio-text-to-text LLMs sit in the first two (AudioFlamingo3 only in the second).
 AUTO_CLASSES = ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM", "AutoModelForImageTextToText", "AutoModelForCausalLM")
@@ -158,7 +152,7 @@ class HFAudioLM(ProcessorChatPrompt, SpeechLM):
 
         if not pretrained:
             raise ValueError(f"{type(self).__name__}: give pretrained=<hub id or local path>")
-        trust_remote_code = as_bool(trust_remote_code)
+        trust_remote_code = as_bool(trust_remote_code, "model_args trust_remote_code")
         self._load_processor(pretrained, revision, trust_remote_code, system_prompt, sampling_rate)
         self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
         model_kwargs = {"revision": revision, "dtype": resolve_dtype(dtype, self.device), "trust_remote_code": trust_remote_code}
@@ -202,8 +196,8 @@ class HFAudioLM(ProcessorChatPrompt, SpeechLM):
                 inputs[key] = value.to(dtype)
         return inputs
 
-    def _generate_batch(self, requests, settings):
-        return hf_generate(self.model, self.tokenizer, self._inputs(requests, self.model.dtype), settings)
+    def _generate_batch(self, requests, params):
+        return [texts[0] for texts in generate_text(self.model, self.tokenizer, self._inputs(requests, self.model.dtype), params)]
 
     # -- reporting -------------------------------------------------------------------------------
     def get_model_info(self) -> dict:

@@ -20,7 +20,7 @@ The model is three parts: the thinker (audio in, text out: what :mod:`hf_audio` 
 * ``talker_max_new_tokens`` (4096, at 50 codes per second of speech), ``talker_do_sample`` (true: Qwen's
   defaults sample the talker; the thinker follows the task's gen_kwargs).
 * ``speech_output``, ``speech_dir``, ``speech_asr``, ...: the speech-output convention
-  (:mod:`lm_eval_speech.speech_output`). With ``speech_output=never`` the talker and token2wav are
+  (:mod:`lm_eval_speech.speech.output`). With ``speech_output=never`` the talker and token2wav are
   dropped after loading, which frees their memory (about 2 GB for the 7B).
 
 Audio inside video (``use_audio_in_video``) is off: requests carry audio clips only.
@@ -30,10 +30,11 @@ from __future__ import annotations
 
 from lm_eval.api.registry import register_model
 
-from lm_eval_speech.data import as_bool
-from lm_eval_speech.models._base import hf_generate, hf_generate_kwargs, logger
+from lm_eval_speech.options import as_bool
+from lm_eval_speech.calls.local import generate_text
+from lm_eval_speech.models._base import logger
 from lm_eval_speech.models.hf_audio import HFAudioLM
-from lm_eval_speech.speech_output import SpokenAnswer
+from lm_eval_speech.speech.output import SpokenAnswer
 
 # Qwen's model card: "If users need audio output, the system prompt must be set as ..."
 OMNI_SYSTEM_PROMPT = (
@@ -62,7 +63,7 @@ class Qwen25OmniLM(HFAudioLM):
         self.audio_token = self.audio_token or "<|AUDIO|>"
         self.speaker = str(speaker)
         self.talker_max_new_tokens = int(talker_max_new_tokens)
-        self.talker_do_sample = as_bool(talker_do_sample)
+        self.talker_do_sample = as_bool(talker_do_sample, "model_args talker_do_sample")
         self.thinker = getattr(self.model, "thinker", self.model)
         self._batched_speech = True
         if self.speech.mode == "never":
@@ -102,28 +103,28 @@ class Qwen25OmniLM(HFAudioLM):
         return super().apply_chat_template(chat_history, add_generation_prompt=add_generation_prompt)
 
     # -- generation --------------------------------------------------------------------------------
-    def _generate_batch(self, requests, settings):
+    def _generate_batch(self, requests, params):
         # The thinker alone: the talker would only add speech nobody asked for.
-        return hf_generate(self.thinker, self.tokenizer, self._inputs(requests, self.thinker.dtype), settings)
+        return [texts[0] for texts in generate_text(self.thinker, self.tokenizer, self._inputs(requests, self.thinker.dtype), params)]
 
-    def _speak_batch(self, requests, settings):
+    def _speak_batch(self, requests, params):
         if len(requests) > 1 and self._batched_speech:
             try:
-                return self._speak(requests, settings)
+                return self._speak(requests, params)
             except NotImplementedError as error:  # transformers < 5: "does not support batched inference with audio output"
                 logger.warning("%s: %s; speaking one request at a time", type(self).__name__, error)
                 self._batched_speech = False
-        return [answer for request in requests for answer in self._speak([request], settings)]
+        return [answer for request in requests for answer in self._speak([request], params)]
 
-    def _speak(self, requests, settings) -> list[SpokenAnswer]:
+    def _speak(self, requests, params) -> list[SpokenAnswer]:
         import torch
         from lm_eval.models.utils_hf import stop_sequences_criteria
 
         inputs = self._inputs(requests, self.thinker.dtype)
         input_length = inputs["input_ids"].shape[1]
         # generate() hands unprefixed keywords to the talker as well: the thinker's all carry "thinker_".
-        thinker = {f"thinker_{key}": value for key, value in hf_generate_kwargs(settings).items()}
-        stops = [s for s in settings["until"] if s]
+        thinker = {f"thinker_{key}": value for key, value in params.to_transformers().items() if key != "num_return_sequences"}
+        stops = list(params.stop)
         if stops:
             thinker["thinker_stopping_criteria"] = stop_sequences_criteria(self.tokenizer, stops, input_length, len(requests))
         # Rows stopped by a stop string are padded with EOS, so the talker sees where each reply ends.

@@ -27,8 +27,9 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import handle_non_serializable
 
 from lm_eval_speech.data import iter_jsonl
-from lm_eval_speech.models._base import unsupported_requests
-from lm_eval_speech.outcomes import FailedGeneration
+from lm_eval_speech.models._base import LM_EVAL_ARGS, unsupported_requests
+from lm_eval_speech.options import check_known
+from lm_eval_speech.outcomes import FailedGeneration, is_failure, note_error
 
 SAMPLES_NAME = re.compile(r"^samples_(?P<task>.+)_(?P<time>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.jsonl$")
 # Doc fields that hold machine-specific locations, not content: not compared on replay.
@@ -43,8 +44,9 @@ class ReplayError(ValueError):
 class ResponsesLM(LM):
     MULTIMODAL = True
 
-    def __init__(self, path: str, **unused) -> None:
+    def __init__(self, path: str, **lm_eval_args) -> None:
         super().__init__()
+        check_known(lm_eval_args, LM_EVAL_ARGS, "responses model_args (path=... only)")
         self.path = Path(path)
         if not self.path.exists():
             raise ReplayError(f"responses: {self.path} does not exist")
@@ -140,6 +142,8 @@ class ResponsesLM(LM):
                     f"{self._origin[key]} holds {len(stored)}"
                 )
             served[key] += 1
+            if is_failure(stored[repeat]):  # for the end-of-run summary's first errors
+                note_error(str(request.task_name), f"doc {request.doc_id}: {stored[repeat].reason}")
             results.append(stored[repeat])
         return results
 

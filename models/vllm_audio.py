@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import os
 from typing import Any
 
@@ -39,21 +38,12 @@ import lm_eval.models  # noqa: F401  (fills the built-in registry first; see lm-
 from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 
-from lm_eval_speech.audio import clip_array
-from lm_eval_speech.data import as_bool
+from lm_eval_speech.speech.audio import clip_array
+from lm_eval_speech.options import as_bool, check_known
 from lm_eval_speech.models._base import SpeechLM, logger, request_where
 from lm_eval_speech.models.hf_audio import ProcessorChatPrompt
 
 INSTALL_HINT = 'pip install "lm-eval-speech[vllm]" (vLLM runs on Linux with a CUDA GPU; without one use --model hf_audio)'
-MODEL_ARGS = (
-    "pretrained", "revision", "dtype", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "max_num_seqs",
-    "limit_mm_per_prompt", "trust_remote_code", "enforce_eager", "seed", "system_prompt", "sampling_rate",
-)
-# lm_eval adds these for every model; vLLM places and batches by itself
-LM_EVAL_EXTRAS = ("batch_size", "max_batch_size", "device")
-# gen_kwargs handed to SamplingParams as they are; normalize_gen_kwargs' own keys are mapped
-PASSTHROUGH = ("top_p", "top_k", "seed", "min_tokens", "repetition_penalty")
-HANDLED = ("until", "max_gen_toks", "do_sample", "temperature")
 
 
 def require_vllm() -> None:
@@ -101,13 +91,9 @@ class VLLMAudioLM(ProcessorChatPrompt, SpeechLM):
         **lm_eval_args: Any,
     ) -> None:
         require_vllm()  # first: a missing vLLM is the likeliest problem
-        # model_args that every local model takes (SpeechLM's own) go on to SpeechLM
-        shared_names = set(inspect.signature(SpeechLM.__init__).parameters) - {"self", "device", "batch_size", "unused"}
-        shared = {k: v for k, v in lm_eval_args.items() if k in shared_names}
-        unknown = sorted(set(lm_eval_args) - set(LM_EVAL_EXTRAS) - shared_names)
-        if unknown:
-            known = ", ".join([*MODEL_ARGS, *sorted(shared_names)])
-            raise ValueError(f"vllm_audio: unknown model_args {', '.join(unknown)}; known: {known}")
+        # vLLM places and batches by itself: lm_eval's device and batch sizes mean nothing here
+        shared = {k: v for k, v in lm_eval_args.items() if k not in ("device", "batch_size", "max_batch_size")}
+        check_known(shared, self.accepted_args() - {"device", "batch_size", "max_batch_size"}, "vllm_audio model_args")
         if not pretrained:
             raise ValueError("vllm_audio: give pretrained=<hub id or local path>")
         self.tensor_parallel_size = int(tensor_parallel_size)
@@ -127,12 +113,12 @@ class VLLMAudioLM(ProcessorChatPrompt, SpeechLM):
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu
             logger.info("vllm_audio: rank with LOCAL_RANK=%s runs its engine on GPU %s", os.environ["LOCAL_RANK"], gpu)
         self._vllm = importlib.import_module("vllm")
-        trust_remote_code = as_bool(trust_remote_code)
+        trust_remote_code = as_bool(trust_remote_code, "model_args trust_remote_code")
         self._load_processor(pretrained, revision, trust_remote_code, system_prompt, sampling_rate)
         self.engine_args = {
             "model": pretrained, "dtype": dtype, "tensor_parallel_size": self.tensor_parallel_size,
             "gpu_memory_utilization": float(gpu_memory_utilization), "limit_mm_per_prompt": {"audio": self.limit_mm_per_prompt},
-            "trust_remote_code": trust_remote_code, "enforce_eager": as_bool(enforce_eager), "seed": int(seed),
+            "trust_remote_code": trust_remote_code, "enforce_eager": as_bool(enforce_eager, "model_args enforce_eager"), "seed": int(seed),
         }
         if revision:
             self.engine_args.update(revision=revision, tokenizer_revision=revision)
@@ -146,7 +132,6 @@ class VLLMAudioLM(ProcessorChatPrompt, SpeechLM):
         super().__init__(device="cpu", batch_size=1, **shared)
         self.batch_size = 0  # Collator: each gen_kwargs group whole, in one generate call
         self._use_tqdm = True
-        self._warned: set[str] = set()  # gen_kwargs already reported as not sent
 
     # -- generation ----------------------------------------------------------------------------
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
@@ -169,23 +154,10 @@ class VLLMAudioLM(ProcessorChatPrompt, SpeechLM):
             "multi_modal_data": {"audio": [(array, self.sampling_rate) for array in arrays]},
         }
 
-    def _sampling_params(self, settings: dict):
-        sampling = {
-            "n": 1,
-            "max_tokens": settings["max_gen_toks"],
-            "temperature": float(settings["temperature"]) if settings["do_sample"] else 0.0,
-            "stop": [s for s in settings["until"] if s],
-        }
-        sampling.update({k: settings[k] for k in PASSTHROUGH if settings.get(k) is not None})
-        ignored = sorted(set(settings) - set(PASSTHROUGH) - set(HANDLED) - self._warned)
-        if ignored:
-            self._warned.update(ignored)
-            logger.warning("vllm_audio: gen_kwargs %s are not passed to vLLM's SamplingParams", ignored)
-        return self._vllm.SamplingParams(**sampling)
-
-    def _generate_batch(self, requests: list[Instance], settings: dict) -> list[str]:
+    def _generate_batch(self, requests: list[Instance], params) -> list[str]:
         prompts = [self._prompt(request) for request in requests]
-        outputs = self.llm.generate(prompts, sampling_params=self._sampling_params(settings), use_tqdm=self._use_tqdm)
+        sampling = self._vllm.SamplingParams(**params.to_vllm())
+        outputs = self.llm.generate(prompts, sampling_params=sampling, use_tqdm=self._use_tqdm)
         return [output.outputs[0].text for output in outputs]
 
     # -- reporting -------------------------------------------------------------------------------

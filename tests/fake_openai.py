@@ -8,7 +8,10 @@ It is a real ``ThreadingHTTPServer`` on 127.0.0.1 (not a patched client), so the
         ...
         assert server.answered == 30 and server.max_in_flight >= 8
 
-Endpoints: ``POST /v1/chat/completions`` (no streaming) and ``GET /v1/models``. Faults
+Endpoints: ``POST /v1/chat/completions`` (no streaming), ``GET /v1/models``, and the Batch API:
+``POST /v1/files`` (multipart upload, purpose "batch"), ``GET /v1/files/{id}`` and
+``/v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches/{id}``, ``POST
+/v1/batches/{id}/cancel`` (see :class:`FakeOpenAI` for how a batch progresses and fails). Faults
 (429/500/503, a hang the client should time out on, a dropped connection, a 200 that is not
 JSON) are injected per request by a ``faults`` callable; ``fault_fraction`` and ``fault_always``
 build common ones. Every chat request is recorded with its body, headers, status and attempt
@@ -83,8 +86,28 @@ class FakeOpenAI:
     """An OpenAI-compatible chat-completions server on 127.0.0.1, serving from a daemon thread.
 
     responder(body, i) -> content of choice i; latency: seconds slept before answering each chat
+    request (slots: how many requests it works on at once, the rest wait their turn, as a llama.cpp
+    server started with that many slots; None: no limit);
     request; faults(body, attempt) -> Fault | None, attempt being 1 the first time this exact body
-    arrives; honour_n=False answers one choice whatever ``n`` asks (as llama.cpp does).
+    arrives; honour_n=False answers one choice whatever ``n`` asks (as llama.cpp does);
+    model_ids: what ``GET /v1/models`` lists; strict_models=True answers 404 (model_not_found) to a chat
+    for any other model, as OpenAI and vLLM do (else any model is served, as llama.cpp does);
+    required_key: when set, every request without ``Authorization: Bearer <it>`` gets a 401.
+
+    The Batch API: an uploaded JSONL file is validated when a batch is created (as OpenAI does:
+    unique custom_ids, method POST, the batch's url, one model, valid chat bodies, at most
+    ``batch_max_requests`` lines); an invalid one ends "failed" with per-line errors. A valid batch
+    is "validating" on creation, "in_progress" for the first ``batch_pending_polls`` retrieves, then
+    ends as ``batch_outcome`` says: "completed" (every line answered by the responder into the output
+    file; a line that ``faults(body, attempt)`` faults gets that fault's HTTP status, and an error
+    body, in the error file, as OpenAI reports a failed line), "failed" (no files), "expired" (every
+    line in the error file with code ``batch_expired``) or "cancelled". Batch counters: ``uploads``,
+    ``batches_created``, ``polls`` (retrieves), ``downloads`` (file contents) and ``batch_http``
+    (every request to ``/v1/files`` and ``/v1/batches``, whatever its answer).
+
+    A preflight probe (a 1-token chat whose only message is the user text "ok", as
+    ``lm_eval_speech.calls.preflight`` sends) is answered "ok" without the responder or the faults,
+    and counted in ``probes``, not in ``calls``.
 
     Counters: ``calls`` (every chat POST), ``answered`` (normal 200 answers; a faulted request is
     counted in ``faulted`` only, even a "timeout" that answers late), ``faulted``, ``max_in_flight``
@@ -97,13 +120,31 @@ class FakeOpenAI:
         self,
         responder: Responder | None = None,
         latency: float = 0.0,
+        slots: int | None = None,
         faults: Faults | None = None,
         honour_n: bool = True,
         model_ids: Sequence[str] = ("judge",),
         port: int = 0,
+        strict_models: bool = False,
+        required_key: str | None = None,
+        batch_pending_polls: int = 1,
+        batch_outcome: str = "completed",
+        batch_max_requests: int = 50_000,
     ):
+        if batch_outcome not in BATCH_OUTCOMES:
+            raise ValueError(f"unknown batch_outcome {batch_outcome!r}; expected one of {BATCH_OUTCOMES}")
+        self.strict_models, self.required_key = strict_models, required_key
+        self.batch_pending_polls, self.batch_outcome, self.batch_max_requests = batch_pending_polls, batch_outcome, batch_max_requests
+        self._files: dict[str, dict] = {}
+        self._batches: dict[str, dict] = {}
+        self._batch_attempts: Counter[str] = Counter()
+        self._file_ids = itertools.count(1)
+        self._batch_ids = itertools.count(1)
+        self.uploads = self.batches_created = self.polls = self.downloads = self.batch_http = 0
+        self.probes = 0
         self.responder = responder or default_responder
         self.latency = latency
+        self._slots = threading.Semaphore(slots) if slots else None
         self.faults = faults
         self.honour_n = honour_n
         self.model_ids = tuple(model_ids)
@@ -183,6 +224,118 @@ class FakeOpenAI:
     def distinct_bodies(self) -> int:
         with self._lock:
             return len(self._attempts)
+
+    @property
+    def batches(self) -> dict[str, dict]:
+        """Every batch created: id -> {"status", "lines" (the parsed input lines), "polls"}."""
+        with self._lock:
+            return {bid: {"status": b["status"], "lines": list(b["lines"]), "polls": b["polls"]} for bid, b in self._batches.items()}
+
+    # -- the Batch API (called from handler threads) ------------------------------------------------
+
+    def _add_file(self, data: bytes, filename: str, purpose: str) -> dict:
+        """Store a file (the caller holds the lock) and return its object."""
+        file_id = f"file-{next(self._file_ids)}"
+        info = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()), "filename": filename,
+                "purpose": purpose, "status": "processed", "expires_at": None, "status_details": None}
+        self._files[file_id] = {"info": info, "data": data}
+        return info
+
+    def _create_batch(self, request: dict) -> tuple[int, dict]:
+        if request.get("endpoint") != "/v1/chat/completions":
+            return 400, _error_document(f"FakeOpenAI batches serve /v1/chat/completions only, not {request.get('endpoint')!r}")
+        if request.get("completion_window") != "24h":
+            return 400, _error_document(f"completion_window must be '24h', not {request.get('completion_window')!r}")
+        with self._lock:
+            stored = self._files.get(request.get("input_file_id"))
+            if stored is None or stored["info"]["purpose"] != "batch":
+                return 400, _error_document(f"no file with purpose 'batch' has the id {request.get('input_file_id')!r}")
+            lines, errors = _batch_lines(stored["data"], request["endpoint"], self.batch_max_requests)
+            batch_id = f"batch_{next(self._batch_ids)}"
+            now = int(time.time())
+            self._batches[batch_id] = {
+                "status": "validating", "lines": lines, "errors": errors, "polls": 0, "output_file_id": None, "error_file_id": None,
+                "counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "object": {"id": batch_id, "object": "batch", "endpoint": request["endpoint"], "input_file_id": request["input_file_id"],
+                           "completion_window": "24h", "created_at": now, "expires_at": now + 86400,
+                           "metadata": request.get("metadata")},
+            }
+            self.batches_created += 1
+            return 200, self._batch_object(batch_id)
+
+    def _retrieve_batch(self, batch_id: str) -> dict | None:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return None
+            self.polls += 1
+            batch["polls"] += 1
+            if batch["status"] in ("validating", "in_progress"):
+                if batch["errors"]:
+                    batch["status"] = "failed"
+                elif batch["polls"] <= self.batch_pending_polls:
+                    batch["status"] = "in_progress"
+                else:
+                    self._finish_batch(batch)
+            return self._batch_object(batch_id)
+
+    def _cancel_batch(self, batch_id: str) -> dict | None:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return None
+            if batch["status"] in ("validating", "in_progress"):
+                batch["status"] = "cancelled"
+            return self._batch_object(batch_id)
+
+    def _finish_batch(self, batch: dict) -> None:
+        """End a batch as ``batch_outcome`` says, writing its output and error files (the caller holds the lock)."""
+        outcome = self.batch_outcome
+        batch["status"] = outcome
+        if outcome == "failed":
+            batch["errors"] = [{"code": "server_error", "message": "The batch failed (injected by FakeOpenAI)",
+                                "param": None, "line": None}]
+            return
+        if outcome == "cancelled":
+            return
+        outputs, failures = [], []
+        for number, line in enumerate(batch["lines"], 1):
+            record = {"id": f"batch_req_{batch['object']['id']}_{number}", "custom_id": line["custom_id"]}
+            if outcome == "expired":
+                failures.append({**record, "response": None, "error": {
+                    "code": "batch_expired", "message": "This request could not be executed before the completion window expired."}})
+                continue
+            status, body = self._batch_answer(line["body"])
+            response = {"status_code": status, "request_id": f"req_{batch['object']['id']}_{number}", "body": body}
+            (outputs if status == 200 else failures).append({**record, "response": response, "error": None})
+        batch["counts"].update(completed=len(outputs), failed=len(failures))
+        if outputs:
+            batch["output_file_id"] = self._add_file(_jsonl(outputs), "batch_output.jsonl", "batch_output")["id"]
+        if failures:
+            batch["error_file_id"] = self._add_file(_jsonl(failures), "batch_errors.jsonl", "batch_output")["id"]
+
+    def _batch_answer(self, body: dict) -> tuple[int, dict]:
+        """One line's HTTP status and body, as a chat request would get them (the caller holds the lock)."""
+        identity = canonical_json(body)
+        self._batch_attempts[identity] += 1
+        try:
+            fault = self.faults(body, self._batch_attempts[identity]) if self.faults else None
+            if fault is not None:
+                # a fault with no status of its own (a hang, a dropped connection) reads as a 500 in a batch
+                status, error_type, code, message = _ERROR_SHAPES.get(fault.kind, _ERROR_SHAPES["500"])
+                message = message.replace("{authorization}", "")
+            else:
+                return 200, self._completion(body)
+        except Exception as exc:  # a responder bug: a 500 naming it, as online
+            traceback.print_exc()
+            status, error_type, code, message = 500, "server_error", "fake_openai_bug", f"responder raised {exc!r}"
+        return status, {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+    def _batch_object(self, batch_id: str) -> dict:
+        batch = self._batches[batch_id]
+        errors = {"object": "list", "data": batch["errors"]} if batch["status"] == "failed" else None
+        return {**batch["object"], "status": batch["status"], "errors": errors, "output_file_id": batch["output_file_id"],
+                "error_file_id": batch["error_file_id"], "request_counts": dict(batch["counts"])}
 
     # -- serving (called from handler threads) ----------------------------------------------------
 
@@ -271,13 +424,33 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, {"error": {"message": message, "type": error_type, "param": None, "code": code}}, headers)
 
     def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk (and after the last, empty one)
+                if size == 0:
+                    return b"".join(chunks)
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     # -- routes ----------------------------------------------------------------------------------
 
+    def _refused_key(self) -> bool:
+        fake = self.server.fake
+        if fake.required_key is None or self.headers.get("Authorization") == f"Bearer {fake.required_key}":
+            return False
+        self._send_error(401, "Incorrect API key provided (FakeOpenAI)", "invalid_request_error", "invalid_api_key")
+        return True
+
     def do_GET(self):
         fake = self.server.fake
         path = self.path.split("?", 1)[0].rstrip("/")
+        self._count_batch_http(path)
+        if self._refused_key():
+            return
+        if path.startswith(("/v1/files/", "/v1/batches/")):
+            return self._batch_get(fake, path)
         models = {model_id: {"id": model_id, "object": "model", "created": 0, "owned_by": "fake-openai"} for model_id in fake.model_ids}
         if path == "/v1/models":
             return self._send_json(200, {"object": "list", "data": list(models.values())})
@@ -287,9 +460,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         raw = self._read_body()
-        if self.path.split("?", 1)[0].rstrip("/") != "/v1/chat/completions":
+        path = self.path.split("?", 1)[0].rstrip("/")
+        self._count_batch_http(path)
+        if self._refused_key():
+            return
+        if path == "/v1/files" or path.startswith("/v1/batches"):
+            return self._batch_post(self.server.fake, path, raw)
+        if path != "/v1/chat/completions":
             return self._send_error(404, f"Unknown path {self.path}", "invalid_request_error", "not_found")
         fake = self.server.fake
+        body = _json_or_none(raw)
+        if isinstance(body, dict) and fake.strict_models and body.get("model") not in fake.model_ids:
+            return self._send_error(404, f"The model `{body.get('model')}` does not exist", "invalid_request_error", "model_not_found")
+        if _is_probe(body):
+            with fake._lock:
+                fake.probes += 1
+            return self._send_json(200, {"id": "probe", "object": "chat.completion", "created": 0, "model": body["model"],
+                                         "choices": [{"index": 0, "finish_reason": "length",
+                                                      "message": {"role": "assistant", "content": "ok"}}],
+                                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
         with fake._lock:
             fake._in_flight += 1
             fake._max_in_flight = max(fake._max_in_flight, fake._in_flight)
@@ -298,6 +487,52 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with fake._lock:
                 fake._in_flight -= 1
+
+    def _count_batch_http(self, path: str) -> None:
+        if path == "/v1/files" or path.startswith(("/v1/files/", "/v1/batches")):
+            with self.server.fake._lock:
+                self.server.fake.batch_http += 1
+
+    def _batch_get(self, fake: FakeOpenAI, path: str) -> None:
+        parts = path.split("/")  # "", "v1", "files" | "batches", id[, "content"]
+        if parts[2] == "batches" and len(parts) == 4:
+            batch = fake._retrieve_batch(parts[3])
+            if batch is not None:
+                return self._send_json(200, batch)
+        elif parts[2] == "files" and len(parts) in (4, 5) and parts[-1] in ("content", parts[3]):
+            with fake._lock:
+                stored = fake._files.get(parts[3])
+                if stored is not None and len(parts) == 5:
+                    fake.downloads += 1
+            if stored is not None:
+                if len(parts) == 5:
+                    return self._send(200, stored["data"], content_type="application/octet-stream")
+                return self._send_json(200, stored["info"])
+        self._send_error(404, f"No such object: {path}", "invalid_request_error", "not_found")
+
+    def _batch_post(self, fake: FakeOpenAI, path: str, raw: bytes) -> None:
+        if path == "/v1/files":
+            fields = _multipart(self.headers.get("Content-Type", ""), raw)
+            purpose = (fields.get("purpose") or (None, b""))[1].decode("utf-8", "replace")
+            if purpose != "batch" or "file" not in fields:
+                return self._send_error(400, f"FakeOpenAI takes uploads with purpose 'batch' and a file, not {purpose!r}",
+                                        "invalid_request_error", None)
+            with fake._lock:
+                fake.uploads += 1
+                info = fake._add_file(fields["file"][1], fields["file"][0] or "upload.jsonl", purpose)
+            return self._send_json(200, info)
+        if path == "/v1/batches":
+            request = _json_or_none(raw)
+            if not isinstance(request, dict):
+                return self._send_error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
+            status, document = fake._create_batch(request)
+            return self._send_json(status, document)
+        parts = path.split("/")
+        if len(parts) == 5 and parts[4] == "cancel":
+            batch = fake._cancel_batch(parts[3])
+            if batch is not None:
+                return self._send_json(200, batch)
+        self._send_error(404, f"No such object: {path}", "invalid_request_error", "not_found")
 
     def _chat_completion(self, fake: FakeOpenAI, raw: bytes) -> None:
         try:
@@ -335,7 +570,14 @@ class _Handler(BaseHTTPRequestHandler):
             with fake._lock:
                 fake._faulted += 1
                 record["fault"] = fault.kind
-        if not fake._sleep(fake.latency):
+        if fake._slots is not None:
+            fake._slots.acquire()  # a busy server: wait for a free slot before the work starts
+        try:
+            served = fake._sleep(fake.latency)
+        finally:
+            if fake._slots is not None:
+                fake._slots.release()
+        if not served:
             self.close_connection = True
             return
         if fault is not None:
@@ -402,6 +644,76 @@ def _spoken_message(content: str, index: int) -> dict:
     data = base64.b64encode(spoken_wav(content)).decode("ascii")
     audio = {"id": f"audio_{index}", "data": data, "expires_at": int(time.time()) + 3600, "transcript": content}
     return {"role": "assistant", "content": None, "audio": audio}
+
+
+BATCH_OUTCOMES = ("completed", "failed", "expired", "cancelled")
+
+
+def _error_document(message: str) -> dict:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+
+
+def _jsonl(records: list[dict]) -> bytes:
+    return "".join(json.dumps(record) + "\n" for record in records).encode()
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """A multipart/form-data body as name -> (filename, bytes)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    if not content_type.startswith("multipart/form-data"):
+        return {}
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    if not message.is_multipart():
+        return {}
+    return {part.get_param("name", header="content-disposition"): (part.get_filename(), part.get_payload(decode=True) or b"")
+            for part in message.iter_parts()}
+
+
+def _batch_lines(data: bytes, endpoint: str, max_requests: int) -> tuple[list[dict], list[dict]]:
+    """A batch input file's lines, and the errors OpenAI's validation would report for it."""
+    lines, errors, seen, models = [], [], set(), set()
+
+    def error(number: int | None, message: str) -> None:
+        errors.append({"code": "invalid_request", "message": message, "param": None, "line": number})
+
+    for number, text in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not text.strip():
+            continue
+        line = _json_or_none(text.encode())
+        if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+            error(number, "each line must be a JSON object with a string custom_id")
+            continue
+        if line["custom_id"] in seen:
+            error(number, f"duplicate custom_id {line['custom_id']!r}")
+        seen.add(line["custom_id"])
+        if line.get("method") != "POST" or line.get("url") != endpoint:
+            error(number, f"each line must POST to the batch's endpoint {endpoint}")
+        problem = _invalid_request(line.get("body"))
+        if problem:
+            error(number, problem)
+        else:
+            models.add(line["body"]["model"])
+        lines.append(line)
+    if not lines:
+        error(None, "the input file has no requests")
+    if len(lines) > max_requests:
+        error(None, f"the input file has {len(lines)} requests; a batch takes at most {max_requests}")
+    if len(models) > 1:
+        error(None, f"a batch must use one model, not {sorted(models)}")
+    return lines, errors
+
+
+def _json_or_none(raw: bytes):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _is_probe(body: object) -> bool:
+    return isinstance(body, dict) and body.get("max_tokens") == 1 and body.get("messages") == [{"role": "user", "content": "ok"}]
 
 
 def _invalid_request(body: object) -> str | None:
@@ -523,9 +835,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fault-kinds", default="429,500,timeout", help="comma-separated kinds for --fault-fraction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-id", action="append", help="ids listed by GET /v1/models (repeatable; default: judge)")
+    parser.add_argument("--slots", type=int, default=None, help="requests worked on at once (default: no limit)")
     args = parser.parse_args(argv)
     faults = fault_fraction(args.fault_fraction, args.fault_kinds.split(","), seed=args.seed) if args.fault_fraction > 0 else None
-    with FakeOpenAI(responder=lambda body, index: args.reply, latency=args.latency, faults=faults,
+    with FakeOpenAI(responder=lambda body, index: args.reply, latency=args.latency, faults=faults, slots=args.slots,
                     honour_n=not args.ignore_n, model_ids=args.model_id or ("judge",), port=args.port) as server:
         print(server.base_url, flush=True)
         try:

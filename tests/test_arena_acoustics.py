@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from lm_eval_speech.arena.acoustics import DNSMOS_KEYS, asr_consistency, dnsmos_scores, model_acoustics, normalize_text
-from lm_eval_speech.audio import AudioError, load_audio, resample
+from lm_eval_speech.speech.audio import AudioError, load_audio, resample
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = "The quick brown fox jumps over the lazy dog, and the arena asks how well each model speaks."

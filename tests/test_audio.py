@@ -1,4 +1,4 @@
-"""lm_eval_speech.audio: decoding, validation, downmix, resampling, error messages.
+"""lm_eval_speech.speech.audio: decoding, validation, downmix, resampling, error messages.
 
 Fixtures are written with soundfile into tmp_path; the real JASCO / S2S-Arena files are used when
 shared/ has them and the tests that need them skip with a reason otherwise.
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lm_eval_speech.audio import (
+from lm_eval_speech.speech.audio import (
     AudioError,
     audio_clip,
     clip_array,

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 from lm_eval.api.instance import Instance
 
-from lm_eval_speech.speech_output import SpeechResponse, speech_of
-from lm_eval_speech.tts import TTSError, load_tts
+from lm_eval_speech.speech.output import SpeechResponse, speech_of
+from lm_eval_speech.speech.tts import TTSError, load_tts
 
 from builders import build_tiny_causal_lm, build_tiny_vits, build_tiny_whisper, tone
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_speech.data import BenchmarkFiles, DataError, HubSource, benchmark_of, flag, option, read_jsonl, read_jsonl_lines
+from lm_eval_speech.data import BenchmarkFiles, DataError, HubSource, benchmark_of, flag, option, read_jsonl_lines
+from lm_eval_speech.options import OptionError
 
 HUB = HubSource("someone/bench")
 TASK = "speechinstruct_close_en_standard"
@@ -77,19 +78,19 @@ def test_hub_source_without_network_points_to_data_dir(tmp_path, monkeypatch):
         files.file("a.jsonl")
 
 
-def test_read_jsonl_names_bad_lines(tmp_path):
+def test_read_jsonl_lines_names_bad_lines(tmp_path):
     path = tmp_path / "f.jsonl"
     path.write_text('{"a": 1}\n\n["x"]\n', encoding="utf-8")
     with pytest.raises(DataError, match="f.jsonl line 3: expected a JSON object, got list"):
-        read_jsonl(path)
+        read_jsonl_lines(path)
     path.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
     with pytest.raises(DataError, match="line 2: not valid JSON"):
-        read_jsonl(path)
+        read_jsonl_lines(path)
     path.write_text("\n", encoding="utf-8")
     with pytest.raises(DataError, match="no items"):
-        read_jsonl(path)
+        read_jsonl_lines(path)
     path.write_text('[{"a": 1}]\n', encoding="utf-8")  # SIB's readers accept a one-item list per line
-    assert read_jsonl(path) == [{"a": 1}]
+    assert read_jsonl_lines(path) == [(1, {"a": 1})]
 
 
 def test_line_numbers_count_blank_lines(tmp_path):
@@ -104,9 +105,11 @@ def test_flag(value, expected):
     assert flag({"k": {"jasco": value}}, "k", not expected, "jasco") is expected
 
 
-def test_flag_rejects_nonsense():
-    with pytest.raises(DataError, match="k='maybe'"):
-        flag({"k": "maybe"}, "k", True, "jasco")
+@pytest.mark.parametrize("value", ["maybe", "", 2, [True]])
+def test_flag_rejects_anything_but_a_boolean(value):
+    # strict: a typo must not read as false
+    with pytest.raises(OptionError, match="--metadata k=.*expected true or false"):
+        flag({"k": value}, "k", True, "jasco")
 
 
 def test_one_metadata_value_or_a_mapping_by_benchmark():

@@ -30,14 +30,16 @@ import soundfile as sf
 import yaml
 from lm_eval.tasks import TaskManager
 
-from lm_eval_speech import audio
+from lm_eval_speech.calls import CallConfigError
 from lm_eval_speech.data import DataError
-from lm_eval_speech.judge import JudgeConfigError, resolve_judges
+from lm_eval_speech.judging import resolve_judges
+from lm_eval_speech.provenance import of as recorded
+from lm_eval_speech.speech import audio
 from lm_eval_speech.tasks.jasco import dataset, prompts, scoring, utils
 from lm_eval_speech.tasks.jasco.manifest import ARCHIVE_COMMIT
 
 from conftest import SHARED, TASKS_DIR
-from fake_openai import Fault, FakeOpenAI, last_user_text
+from fake_openai import Fault, FakeOpenAI, fault_always, last_user_text
 
 DATA = SHARED / "data" / "jasco"
 TEXT_FIELDS = ("audio_sound", "spoken_text", "audio_only_target", "speech_only_target", "tgt_text", "target_keywords")
@@ -70,8 +72,9 @@ def example_rows(jasco_root) -> list[dict]:
 
 
 def _load(**metadata) -> list[dict]:
-    """The task's docs, as its custom_dataset builds them (judges pointed at a closed local port, no cache)."""
-    metadata = {**yaml_metadata(), "judge": {"model": "unused", "base_url": "http://127.0.0.1:9/v1"}, "judge_cache": False, **metadata}
+    """The task's docs, as its custom_dataset builds them (judges pointed at a closed local port, not checked, no cache)."""
+    judge = {"model": "unused", "base_url": "http://127.0.0.1:9/v1", "preflight": False}
+    metadata = {**yaml_metadata(), "judge": judge, "judge_cache": False, **metadata}
     return list(utils.load_jasco(**metadata)["test"])
 
 
@@ -214,8 +217,8 @@ class _ArchiveServer:
 def test_download_lands_in_the_cache_verified_and_is_reused(jasco_root, jasco_docs, monkeypatch, tmp_path):
     with _ArchiveServer(_archive(jasco_root)) as server:
         monkeypatch.setattr(dataset, "ARCHIVE_URL", server.url)
-        provenance: dict = {}
-        docs = _load(lm_eval_speech=provenance)
+        docs = _load()
+        provenance = recorded("jasco")
         assert server.paths == [f"/{dataset.REPOSITORY}/zip/{ARCHIVE_COMMIT}"]
         cached = tmp_path / "cache" / "jasco" / ARCHIVE_COMMIT
         files = sorted(p.name for p in (cached / "dataset" / "v0").iterdir())
@@ -694,14 +697,17 @@ def test_one_judge_metrics_requests_and_a_warm_rerun(jasco_root, example_rows, t
             "neither_rows": 79, "unparsed_rows": 11, "carried_rating_rows": 6, "judge_failed_rows": 9, "failed_items": 7,
         }
         assert _provenance(results)["missing_rating"] == "previous_row"
+        assert _provenance(results)["per_judge_metrics"] == {"judge-a": pytest.approx(JUDGE_A_METRICS)}
         judging = _judging(results)
-        assert judging["per_judge_metrics"] == {"judge-a": pytest.approx(JUDGE_A_METRICS)}
-        assert (judging["reasked_rows"], judging["model_failed_items"], judging["samples"], judging["calls"], judging["failures"]) == (
-            26, 7, 659, 659, 9
+        # failures are counted by kind: the 9 injected 500s
+        assert (judging["reasked_rows"], judging["model_failed_items"], judging["samples"], judging["http_requests"], judging["calls"]) == (
+            26, 7, 659, 659, 650
         )
+        assert {k: v for k, v in judging["failures"].items() if v} == {"5xx": 9, "unparsable": 11}
         # `judge` replaces the three default judges by one, keeping eval.py's sampling
         [described] = judging["judges"]
         assert (described["name"], described["model"], described["sampling"]) == ("judge-a", "judge-a", EVAL_PY_SAMPLING)
+        assert server.probes == 1  # the preflight: "judge-a" is not in /models, one 1-token request decides
 
         # the judge request, exactly: eval.py's messages and vLLM 0.5.5's default sampling with max_tokens 1000
         for doc_id in (0, 24, 324):  # clip 1 prompt 1; clip 4 ("sport,referee") prompt 1; clip 41 prompt 5 (RQ_GOOD)
@@ -748,8 +754,12 @@ def test_one_judge_metrics_requests_and_a_warm_rerun(jasco_root, example_rows, t
         assert all("[JFAIL#" in text or "[RQ_FAIL]" in text for text in asked)
     assert _metrics(again) == {**found, "best_mean": pytest.approx(70 / 79)}
     assert _provenance(again)["missing_rating"] == "unscored"
-    assert _judging(again)["per_judge_metrics"] == {"judge-a": pytest.approx({**JUDGE_A_METRICS, "best_mean": 70 / 79, "clips": 79})}
-    assert (_judging(again)["cache_hits"], _judging(again)["calls"], _judging(again)["reasked_rows"]) == (650, 9, 26)
+    assert _provenance(again)["per_judge_metrics"] == {"judge-a": pytest.approx({**JUDGE_A_METRICS, "best_mean": 70 / 79, "clips": 79})}
+    # the 9 retried calls fail again: 9 HTTP requests, none answered
+    rerun = _judging(again)
+    assert (rerun["cache_hits"], rerun["http_requests"], rerun["calls"], rerun["failures"]["5xx"], rerun["reasked_rows"]) == (
+        650, 9, 0, 9, 26
+    )
 
 
 def test_a_fully_cached_rerun_makes_no_call(jasco_root, tmp_path):
@@ -795,13 +805,30 @@ def test_three_judges_are_averaged_and_reported_each(jasco_root, tmp_path):
         "neither_rows": 158, "unparsed_rows": 33, "carried_rating_rows": 18, "judge_failed_rows": 27, "failed_items": 7,
     }
     judging = _judging(results)
-    assert judging["per_judge_metrics"] == {
+    assert _provenance(results)["per_judge_metrics"] == {
         "judge-a": pytest.approx(JUDGE_A_METRICS), "judge-b": pytest.approx(JUDGE_B_METRICS), "judge-c": pytest.approx(JUDGE_C_METRICS),
     }
-    assert (judging["reasked_rows"], judging["model_failed_items"], judging["failures"]) == (78, 7, 27)
+    assert (judging["reasked_rows"], judging["model_failed_items"], judging["failures"]["5xx"]) == (78, 7, 27)
     assert [(j["name"], j["sampling"], j["samples"]) for j in judging["judges"]] == [
         (name, EVAL_PY_SAMPLING, 659) for name in ("judge-a", "judge-b", "judge-c")
     ]
+
+
+def test_a_judge_that_fails_every_call_leaves_the_metrics_missing_with_the_reason(jasco_root, tmp_path):
+    responses = tmp_path / "answers.jsonl"
+    _write_responses(responses)
+    with FakeOpenAI(responder=_judge, faults=fault_always("500")) as server:
+        judge = {"judge": {"model": "judge-a", "base_url": server.base_url, "max_retries": 0}}
+        results = _evaluate(jasco_root, responses, tmp_path / "judge.sqlite", **judge)
+        assert server.calls == server.faulted == 633
+    found = _metrics(results)
+    # NaN, never 0: nothing was scored
+    assert all(np.isnan(found[k]) for k in HEADLINE)
+    assert (found["judge_failed_rows"], found["failed_items"]) == (633, 7)
+    missing = _provenance(results)["missing_metrics"]
+    assert set(missing) == {"best_mean", "audio_dependence", "both_dependence", "speech_dependence"}
+    assert missing["best_mean"].startswith("no item could be scored (") and "judge_failed_rows=633" in missing["best_mean"]
+    assert _judging(results)["failures"]["5xx"] == 633
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -810,38 +837,41 @@ def test_default_judges_are_the_readme_three_with_eval_py_sampling():
     judges = resolve_judges(metadata, task="jasco")
     assert [j.model for j in judges] == list(README_JUDGES)
     assert [j.name for j in judges] == list(README_JUDGES)
-    assert [j.sampling for j in judges] == [EVAL_PY_SAMPLING] * 3
+    assert [j.params.given() for j in judges] == [EVAL_PY_SAMPLING] * 3
     [one] = resolve_judges({**metadata, "judge": {"model": "my/judge", "base_url": "http://127.0.0.1:9/v1"}}, task="jasco")
-    assert (one.model, one.name, one.endpoint, one.sampling) == ("my/judge", "my/judge", "http://127.0.0.1:9/v1", EVAL_PY_SAMPLING)
+    assert (one.model, one.name, one.endpoint, one.params.given()) == ("my/judge", "my/judge", "http://127.0.0.1:9/v1", EVAL_PY_SAMPLING)
     [cooler] = resolve_judges({**metadata, "judge": {"temperature": 0.0}}, task="jasco")
-    assert (cooler.model, cooler.sampling["temperature"], cooler.sampling["max_tokens"]) == (README_JUDGES[0], 0.0, 1000)
+    assert (cooler.model, cooler.params.temperature, cooler.params.max_tokens) == (README_JUDGES[0], 0.0, 1000)
     two = resolve_judges({**metadata, "judges": [{"model": "x"}, {"model": "y", "max_tokens": 50}]}, task="jasco")
-    assert [(j.model, j.sampling) for j in two] == [("x", EVAL_PY_SAMPLING), ("y", {**EVAL_PY_SAMPLING, "max_tokens": 50})]
+    assert [(j.model, j.params.given()) for j in two] == [("x", EVAL_PY_SAMPLING), ("y", {**EVAL_PY_SAMPLING, "max_tokens": 50})]
 
 
 def test_the_task_sets_up_the_default_judges(jasco_root, monkeypatch):
-    # No override: the three README judges are set up at load (local endpoint: no key needed, nothing called).
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    manager = TaskManager(
-        include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(jasco_root), "judge_cache": False},
-    )
-    manager.load(["jasco"])
+    # No override: the three README judges are set up at load (local endpoint: no key needed); the
+    # preflight only lists the endpoint's models, which name all three, so no chat request is made.
+    with FakeOpenAI(model_ids=README_JUDGES) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        manager = TaskManager(
+            include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(jasco_root), "judge_cache": False},
+        )
+        manager.load(["jasco"])
+        assert (server.calls, server.probes) == (0, 0)
     setup = utils.task_judging.registered("jasco")
-    assert [(c.model, c.sampling) for c in setup.configs] == [(m, EVAL_PY_SAMPLING) for m in README_JUDGES]
+    assert [(c.model, c.params.given()) for c in setup.configs] == [(m, EVAL_PY_SAMPLING) for m in README_JUDGES]
 
 
 @pytest.mark.parametrize("n", [2, 4])
 def test_n_other_than_one_is_refused(jasco_root, n):
     manager = TaskManager(
         include_path=str(TASKS_DIR), include_defaults=False,
-        metadata={"data_dir": str(jasco_root), "judge": {"model": "x", "base_url": "http://127.0.0.1:9/v1", "n": n},
+        metadata={"data_dir": str(jasco_root), "judge": {"model": "x", "base_url": "http://127.0.0.1:9/v1", "n": n, "preflight": False},
                   "judge_cache": False},
     )
-    with pytest.raises(JudgeConfigError, match="n must be 1"):
+    with pytest.raises(CallConfigError, match="n must be 1"):
         manager.load(["jasco"])
-    local = "http://127.0.0.1:9/v1"
-    with pytest.raises(JudgeConfigError, match="'y'.*n must be 1"):
-        _load(data_dir=str(jasco_root), judge=None, judges=[{"model": "x", "base_url": local}, {"model": "y", "base_url": local, "n": n}])
+    local = {"base_url": "http://127.0.0.1:9/v1", "preflight": False}
+    with pytest.raises(CallConfigError, match="'y'.*n must be 1"):
+        _load(data_dir=str(jasco_root), judge=None, judges=[{"model": "x", **local}, {"model": "y", **local, "n": n}])
 
 
 @pytest.mark.parametrize("value", ["previous", "UNSCORED", None, 1, {"jasco": "skip"}])
@@ -858,15 +888,14 @@ def test_an_unknown_missing_rating_reading_is_refused(value):
      ({"missing_rating": {"speechinstruct": "unscored"}}, "previous_row")],
 )
 def test_the_missing_rating_reading_is_recorded(jasco_root, metadata, expected):
-    provenance: dict = {}
-    _load(data_dir=str(jasco_root), load_audio=False, lm_eval_speech=provenance, **metadata)
-    assert provenance["missing_rating"] == expected
+    _load(data_dir=str(jasco_root), load_audio=False, **metadata)
+    assert recorded("jasco")["missing_rating"] == expected
     assert utils.task_judging.registered("jasco").options == {"missing_rating": expected}
 
 
 def test_scoring_stored_answers_needs_no_audio_and_records_the_release(jasco_root, tmp_path):
-    provenance: dict = {}
-    docs = _load(data_dir=str(jasco_root), load_audio=False, lm_eval_speech=provenance)
+    docs = _load(data_dir=str(jasco_root), load_audio=False)
+    provenance = recorded("jasco")
     assert len(docs) == 640 and all(utils.doc_to_audio(doc) == [] for doc in docs[:8])
     assert provenance["data"]["audio_loaded"] is False and provenance["data"]["published_release"] is True
 
@@ -877,7 +906,7 @@ def test_scoring_stored_answers_needs_no_audio_and_records_the_release(jasco_roo
         last = handle.read(1)[0]
         handle.seek(-1, 2)
         handle.write(bytes([last ^ 1]))
-    changed: dict = {}
-    _load(data_dir=str(copy), load_audio=False, lm_eval_speech=changed)
+    _load(data_dir=str(copy), load_audio=False)
+    changed = recorded("jasco")
     assert changed["data"]["published_release"] is False  # a local copy is used as it is, and said to differ
     assert dataset.differences(copy) == ["12.wav: SHA-256 differs"]

@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import threading
+import types
 
 import lm_eval
 import numpy as np
@@ -19,8 +20,10 @@ from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
 import lm_eval_speech.models.openai_audio  # noqa: F401  (registers "openai_audio" without reinstalling)
-from lm_eval_speech.audio import resample
-from lm_eval_speech.models.openai_audio import OpenAIAudioError, OpenAIAudioLM
+from lm_eval_speech.speech.audio import resample
+from lm_eval_speech.calls import CallConfigError, EndpointUnavailable
+from lm_eval_speech.models.openai_audio import OpenAIAudioLM
+from lm_eval_speech.options import OptionError
 from lm_eval_speech.outcomes import FailedGeneration
 
 from builders import tone
@@ -78,9 +81,9 @@ def test_body_holds_text_and_audio_parts_in_prompt_order(tmp_path):
         assert np.max(np.abs(data - expected)) < 1e-3  # 16-bit quantisation
 
 
-def test_sample_rate_is_configurable_and_clips_come_first_without_placeholders(tmp_path):
+def test_sampling_rate_is_configurable_and_clips_come_first_without_placeholders(tmp_path):
     with FakeOpenAI() as server:
-        model(server, tmp_path, sample_rate=24000).generate_until([request("What is said?", [clip(0.5, 16000)])])
+        model(server, tmp_path, sampling_rate=24000).generate_until([request("What is said?", [clip(0.5, 16000)])])
         parts = server.requests[0]["body"]["messages"][0]["content"]
     assert [p["type"] for p in parts] == ["input_audio", "text"]
     data, rate = decode(parts[0])
@@ -106,11 +109,11 @@ def test_gen_kwargs_map_to_sampling_and_stop_strings_cut(tmp_path):
 def test_concurrent_calls_and_a_rerun_from_the_cache_makes_none(tmp_path):
     requests = [request(f"<audio>item {i}", [clip(0.2, 16000, 200.0 + 10 * i)], doc_id=i) for i in range(24)]
     with FakeOpenAI(responder=lambda body, i: "re: " + last_user_text(body), latency=0.1) as server:
-        outs = model(server, tmp_path, concurrency=8).generate_until(requests)
+        outs = model(server, tmp_path, max_concurrency=8).generate_until(requests)
         assert outs == [f"re: item {i}" for i in range(24)]
         assert server.calls == 24 and server.max_in_flight > 1
         server.reset_counters()
-        again = model(server, tmp_path, concurrency=8).generate_until(requests)
+        again = model(server, tmp_path, max_concurrency=8).generate_until(requests)
         assert again == outs and server.calls == 0
 
 
@@ -139,20 +142,30 @@ def test_a_failed_call_is_a_failed_generation(tmp_path):
 
 
 def test_loglikelihood_is_refused_naming_the_task(tmp_path):
-    lm = OpenAIAudioLM(base_url="http://127.0.0.1:9/v1", cache=False)
+    lm = OpenAIAudioLM(base_url="http://127.0.0.1:9/v1", cache=False, preflight=False)
     with pytest.raises(NotImplementedError, match="fake_task"):
         lm.loglikelihood([Instance("loglikelihood", {}, ("a", "b"), idx=0, metadata=("fake_task", 0, 1))])
 
 
 @pytest.mark.parametrize("name", ["api_key", "openai_api_key", "token", "Authorization"])
 def test_a_key_as_model_arg_is_refused(name):
-    with pytest.raises(OpenAIAudioError, match="environment variable"):
+    with pytest.raises(CallConfigError, match="environment variable"):
         OpenAIAudioLM.create_from_arg_string(f"model=gpt-4o-audio-preview,{name}=sk-secret", {"batch_size": 1})
 
 
-def test_unknown_model_args_are_refused():
-    with pytest.raises(OpenAIAudioError, match="sample_rte"):
-        OpenAIAudioLM(sample_rte=8000, cache=False)
+def test_unknown_model_args_are_refused_listing_the_accepted():
+    # the old name is refused too: a renamed arg must not be silently ignored
+    for name in ("sample_rte", "sample_rate", "concurrency"):
+        with pytest.raises(OptionError, match=rf"unknown {name}; accepted: .*max_concurrency.*sampling_rate"):
+            OpenAIAudioLM(**{name: 8000}, cache=False)
+
+
+def test_a_closed_port_stops_construction_unless_preflight_is_off(tmp_path):
+    with FakeOpenAI() as server:
+        closed = server.base_url
+    with pytest.raises(EndpointUnavailable, match="connection refused"):
+        model(types.SimpleNamespace(base_url=closed), tmp_path)
+    model(types.SimpleNamespace(base_url=closed), tmp_path, preflight="false")  # no request made
 
 
 def evaluate(server, data_dir, cache, **args):
@@ -182,6 +195,8 @@ def test_lm_eval_counts_failed_calls_and_the_key_stays_out_of_results(sib_data, 
     assert auth == {"Bearer sk-test-audio-key-123"}
     assert "sk-test-audio-key-123" not in json.dumps(results, default=str)
     assert results["config"]["openai_audio"]["api_key_env"] == "MY_AUDIO_KEY"
+    accounting = results["config"]["openai_audio"]["accounting"]
+    assert (accounting["calls"], accounting["http_requests"], accounting["failures"]["5xx"]) == (3, 4, 1)
 
 
 def _is_doc(body: dict, key: int) -> bool:

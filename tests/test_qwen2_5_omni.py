@@ -20,7 +20,7 @@ import soundfile as sf
 from lm_eval.api.instance import Instance
 
 from lm_eval_speech.models.qwen2_5_omni import OMNI_SYSTEM_PROMPT, SPEECH_RATE, Qwen25OmniLM
-from lm_eval_speech.speech_output import SpeechResponse
+from lm_eval_speech.speech.output import SpeechResponse
 
 GEN = {"until": [], "max_gen_toks": 6, "do_sample": False}
 SPEAK = {**GEN, "speech_output": True}

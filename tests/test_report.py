@@ -216,6 +216,18 @@ def test_a_missing_half_of_a_cell_shows_a_dash(tmp_path):
     assert table(report.markdown, "English")[2] == "| m | 25.00/– | – | – | – | – | – | – |"
 
 
+def test_a_judged_cell_that_scored_nothing_shows_dashes_and_its_counts(tmp_path):
+    # judged metrics are NaN (written as NaN in the results file) when no item could be scored
+    metrics = judged_metrics("speechinstruct_open_en", ("prompt_level_acc", float("nan")), ("inst_level_acc", float("nan")),
+                             judge_failed=50)
+    path = write_results(tmp_path, {"speechinstruct_open_en": metrics}, model_name="m", date=EARLIER)
+    assert "NaN" in path.read_text()
+    [report] = build_reports([path])
+    assert table(report.markdown, "English")[2] == "| m | – | – | – | – | – | – | – |"
+    assert "nan" not in report.markdown.lower()
+    assert notes(report.markdown) == ["m, Open-Ended (en): 50 items left unscored (judge call failed)"]
+
+
 # --- merging and labels ---------------------------------------------------------------------------
 
 def test_the_newer_run_of_a_task_wins_by_its_date_field(tmp_path):

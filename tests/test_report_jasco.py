@@ -48,7 +48,8 @@ def jasco_metrics(numbers: dict[str, float | None], neither=0, unparsed=0, judge
 
 
 def judging_block(per_judge: dict[str, dict] | None, judges: list[str], rows_per_judge: int = 640) -> dict:
-    """``configs["jasco"]["metadata"]["lm_eval_speech"]["judging"]``; ``per_judge=None`` leaves its metrics out."""
+    """The task's judging record, its per-judge metrics under ``per_judge_metrics`` (``per_judge=None`` leaves them out);
+    ``write_jasco`` puts each where the task writes it."""
     block = {
         "judges": [
             {"name": name, "backend": "openai", "model": f"org/{name}", "endpoint": "http://judge/v1", "samples": rows_per_judge}
@@ -67,12 +68,20 @@ def judging_block(per_judge: dict[str, dict] | None, judges: list[str], rows_per
 
 def write_jasco(
     output_path: Path, metrics: dict, judging: dict | None, *, model_name: str, date: float = EARLIER,
-    stamp: str = "2026-10-01T10-00-00.000000", missing_rating: str | None = None,
+    stamp: str = "2026-10-01T10-00-00.000000", missing_rating: str | None = None, older_layout: bool = False,
 ) -> Path:
-    """A results file where ``lm_eval --tasks jasco --output_path output_path`` puts it."""
+    """A results file where ``lm_eval --tasks jasco --output_path output_path`` puts it.
+
+    The task records its per-judge metrics beside ``judging`` in ``configs.jasco.metadata.lm_eval_speech``;
+    ``older_layout``: inside ``judging``, as files written before the provenance redesign hold them.
+    """
     metadata = {"version": 1.0}
     if judging is not None:
+        judging = dict(judging)
+        per_judge = None if older_layout else judging.pop("per_judge_metrics", None)
         metadata["lm_eval_speech"] = {"data": {"dir": "/data/jasco"}, "judging": judging}
+        if per_judge is not None:
+            metadata["lm_eval_speech"]["per_judge_metrics"] = per_judge
     if missing_rating is not None:
         metadata.setdefault("lm_eval_speech", {})["missing_rating"] = missing_rating
     data = {
@@ -136,6 +145,19 @@ def test_a_row_per_judge_and_their_mean_and_one_row_for_a_single_judge(runs):
         f"| {QWEN2_AUDIO} | mean of 3 judges | 1.23 | 16 | 50 | 34 |",
         f"| {SALMONN} | {LLAMA} | 1.21 | 27 | 48 | 25 |",
     ]
+
+
+def test_an_older_file_with_per_judge_metrics_inside_judging_keeps_its_rows(tmp_path):
+    path = write_jasco(tmp_path, jasco_metrics(THREE_JUDGES_MEAN), judging_block(THREE_JUDGES, [LLAMA, QWEN, MISTRAL]),
+                       model_name="m", older_layout=True)
+    [report] = build_reports([path])
+    assert table(report.markdown)[2:] == [
+        f"| m | {LLAMA} | 1.38 | 13 | 56 | 31 |",
+        f"| m | {QWEN} | 1.20 | 18 | 46 | 36 |",
+        f"| m | {MISTRAL} | 1.11 | 17 | 48 | 35 |",
+        "| m | mean of 3 judges | 1.23 | 16 | 50 | 34 |",
+    ]
+    assert notes(report.markdown) == []
 
 
 def test_the_caption_explains_the_scales(runs):

@@ -73,7 +73,9 @@ def test_malformed_lines_are_named(tmp_path, line, message):
 def test_error_lines_become_counted_failures(tmp_path):
     path = write_lines(tmp_path / "r.jsonl", [{"doc_id": 0, "response": None, "error": "HTTP 500"}])
     [response] = ResponsesLM(path=str(path)).generate_until([request("t", 0)])
-    assert is_failure(response) and response.reason == "HTTP 500" and response == ""
+    assert is_failure(response) and response.reason == "HTTP 500"
+    # not a string: no filter or metric can read it as an (empty) answer
+    assert not isinstance(response, str) and str(response) == "[failed generation: HTTP 500]"
 
 
 def samples_line(doc_id: int, doc: dict, resps: list[str], **extra) -> dict:

@@ -15,6 +15,7 @@ import lm_eval
 import pytest
 from lm_eval.tasks import TaskManager
 
+from lm_eval_speech.calls import CallConfigError
 from lm_eval_speech.data import DataError
 from lm_eval_speech.tasks.speechinstruct import judge_prompts
 from lm_eval_speech.tasks.speechinstruct.judged import (
@@ -247,13 +248,11 @@ def test_open_ended_item_without_questions_is_an_error_naming_it(judged_data, tm
 
 
 def test_more_than_one_judge_is_refused(judged_data):
-    from lm_eval_speech.judge import JudgeConfigError
-
     manager = TaskManager(
         include_path=str(TASKS_DIR), include_defaults=False,
         metadata={"data_dir": str(judged_data), "judges": [{"model": "a"}, {"model": "b"}], "judge_cache": False},
     )
-    with pytest.raises(JudgeConfigError, match="1 judge"):
+    with pytest.raises(CallConfigError, match="1 judge"):
         manager.load(["speechinstruct_adjust_en"])
 
 
@@ -283,7 +282,7 @@ def test_an_older_uploads_list_of_questions_loads(tmp_path):
     (root / "open-ended" / "open_ended_en.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
                           metadata={"data_dir": str(root), "load_audio": False, "judge_cache": False,
-                                    "judge": {"base_url": "http://127.0.0.1:9/v1"}})
+                                    "judge": {"base_url": "http://127.0.0.1:9/v1", "preflight": False}})
     task = manager.load(["speechinstruct_open_en"])["tasks"]["speechinstruct_open_en"]
     assert [d["decomposed_questions"] for d in task.dataset["test"]] == ["1. Is it short?\n2. Is it kind?", "1. Is it long?"]
     rows[0]["decomposed_questions"] = ["Is it short?", 5]

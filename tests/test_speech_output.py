@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from lm_eval.api.instance import Instance
 
-from lm_eval_speech import _lmeval_hook
-from lm_eval_speech.speech_output import (
+from lm_eval_speech import run
+from lm_eval_speech.speech.output import (
     SpeechAsk,
     SpeechOutput,
     SpeechResponse,
@@ -78,9 +78,9 @@ def test_loud_audio_is_scaled_and_broken_audio_refused(tmp_path):
 def test_the_run_output_path_is_where_audio_goes(tmp_path, monkeypatch):
     from lm_eval.loggers import EvaluationTracker
 
-    monkeypatch.setattr(_lmeval_hook, "run_output_path", None)
+    monkeypatch.setattr(run, "output_path", None)
     EvaluationTracker(output_path=str(tmp_path / "results"))
-    assert run_output_dir() == tmp_path / "results"
+    assert run.output_path == str(tmp_path / "results") and run_output_dir() == tmp_path / "results"
     assert SpeechOutput("test").directory == tmp_path / "results" / "speech"
     EvaluationTracker(output_path=str(tmp_path / "out" / "r.json"))
     assert run_output_dir() == tmp_path / "out"

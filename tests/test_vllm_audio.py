@@ -21,6 +21,7 @@ from lm_eval.api.registry import get_model
 from lm_eval_speech.models._base import request_where
 from lm_eval_speech.models.hf_audio import HFAudioLM
 from lm_eval_speech.models.vllm_audio import VLLMAudioLM, rank_gpu
+from lm_eval_speech.options import OptionError
 
 GREEDY = {"until": ["<END>"], "max_gen_toks": 7, "do_sample": False}
 
@@ -155,7 +156,7 @@ def test_answers_come_back_in_request_order_cut_at_stop_strings(lm, fake_vllm):
 
 
 def test_sampling_params_from_gen_kwargs(lm, fake_vllm):
-    sampled = {"until": "\n\n", "max_gen_toks": 5, "do_sample": True, "temperature": 0.7, "top_p": 0.9, "seed": 3, "num_beams": 2}
+    sampled = {"until": "\n\n", "max_gen_toks": 5, "do_sample": True, "temperature": 0.7, "top_p": 0.9, "seed": 3}
     defaults = {"do_sample": False}  # no until, no max_gen_toks
     requests = [
         request("<audio>A", [clip(0.2)], 0),
@@ -167,14 +168,20 @@ def test_sampling_params_from_gen_kwargs(lm, fake_vllm):
     by_temperature = sorted((sampling.kwargs for _, sampling, _ in fake_vllm.CALLS), key=lambda p: (p["temperature"], p["max_tokens"]))
     assert by_temperature == [
         {"n": 1, "max_tokens": 7, "temperature": 0.0, "stop": ["<END>"]},
-        {"n": 1, "max_tokens": 256, "temperature": 0.0, "stop": []},
-        {"n": 1, "max_tokens": 5, "temperature": 0.7, "stop": ["\n\n"], "top_p": 0.9, "seed": 3},  # num_beams: not vLLM's
+        {"n": 1, "max_tokens": 256, "temperature": 0.0},  # no stop strings: none sent
+        {"n": 1, "max_tokens": 5, "temperature": 0.7, "stop": ["\n\n"], "top_p": 0.9, "seed": 3},
     ]
     # only the greedy request with <END> among its stop strings is cut there; the others keep the whole text
     assert results == ["3200 samples", "4800 samples<END> and more", "6400 samples<END> and more"]
 
     lm.generate_until([request("<audio>A", [clip(0.2)])])
     assert fake_vllm.CALLS[-1][2] is True  # vLLM's progress bar on rank 0
+
+    # a gen_kwarg no backend translation knows is refused, naming the ones accepted, before generating
+    calls = len(fake_vllm.CALLS)
+    with pytest.raises(OptionError, match=r"task toy_task doc 1 gen_kwargs: unknown num_beams; accepted: .*max_gen_toks.*top_p"):
+        lm.generate_until([request("<audio>B", [clip(0.3)], 1, gen={**sampled, "num_beams": 2})])
+    assert len(fake_vllm.CALLS) == calls
 
 
 def test_too_many_clips_names_the_doc_and_the_fix(lm, fake_vllm):
@@ -192,7 +199,7 @@ def test_request_without_audio_names_task_and_doc(lm, fake_vllm):
 
 
 def test_model_args_are_checked(fake_vllm, tiny_qwen2_audio, monkeypatch):
-    with pytest.raises(ValueError, match="unknown model_args max_num_batched_tokenz; known: pretrained"):
+    with pytest.raises(OptionError, match="vllm_audio model_args: unknown max_num_batched_tokenz; accepted: .*max_num_seqs.*pretrained"):
         VLLMAudioLM(pretrained=str(tiny_qwen2_audio), max_num_batched_tokenz=8)
     with pytest.raises(ValueError, match="give pretrained"):
         VLLMAudioLM()

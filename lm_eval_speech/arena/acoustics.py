@@ -2,7 +2,7 @@
 
 * :func:`dnsmos_scores`: Microsoft's DNSMOS P.835 (OVRL, SIG, BAK) and P.808 MOS of one clip, through
   the ``speechmos`` package (its ONNX models ship in the wheel). DNSMOS rates 16 kHz mono; any other
-  rate is resampled with soxr and multichannel audio is downmixed (:func:`lm_eval_speech.audio.load_audio`).
+  rate is resampled with soxr and multichannel audio is downmixed (:func:`lm_eval_speech.speech.audio.load_audio`).
 * :func:`asr_consistency`: error rate between each text answer and Whisper's transcript of its audio.
 * :func:`model_acoustics`: both, plus durations, over one model's answers.
 
@@ -23,7 +23,7 @@ How speechmos scores a clip (0.0.1.1, read from its source; this module leans on
   changes, so they load once per process. The first call of a process still takes seconds to tens
   of seconds: importing librosa (scipy.signal, numba) dominates, not the sessions.
 
-A clip DNSMOS cannot score raises :class:`~lm_eval_speech.audio.AudioError` whose message names the
+A clip DNSMOS cannot score raises :class:`~lm_eval_speech.speech.audio.AudioError` whose message names the
 file (``<array>`` for arrays) and the reason; :func:`model_acoustics` counts those.
 """
 
@@ -38,7 +38,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from lm_eval_speech.audio import ARRAY_LABEL, AudioError, load_audio, resample
+from lm_eval_speech.speech.audio import ARRAY_LABEL, AudioError, load_audio, resample
 
 __all__ = [
     "DNSMOS_KEYS",
@@ -78,9 +78,9 @@ def speechmos_run():
 def dnsmos_scores(path_or_array: Any, sampling_rate: int | None = None, *, min_seconds: float = MIN_SECONDS) -> dict:
     """DNSMOS of one clip: ``{"ovrl_mos", "sig_mos", "bak_mos", "p808_mos"}`` as floats (1-5 scale).
 
-    ``path_or_array``: an audio file (anything :func:`~lm_eval_speech.audio.load_audio` decodes) or
+    ``path_or_array``: an audio file (anything :func:`~lm_eval_speech.speech.audio.load_audio` decodes) or
     samples (1-D, or 2-D frames x channels) with their ``sampling_rate``. Raises
-    :class:`~lm_eval_speech.audio.AudioError` naming the file for audio it cannot score: missing,
+    :class:`~lm_eval_speech.speech.audio.AudioError` naming the file for audio it cannot score: missing,
     undecodable, empty, shorter than ``min_seconds``, silent (peak below :data:`SILENCE_DBFS`), or
     samples outside [-1, 1].
     """
@@ -204,7 +204,7 @@ def model_acoustics(
 ) -> dict:
     """Acoustic figures for one model: ``records[i]`` is the speech record of its answer to item i
     (``{"path", "sampling_rate", "duration", "sha256", "transcript"?}``, see
-    :mod:`lm_eval_speech.speech_output`; None where it gave no audio) and ``texts[i]`` its text answer.
+    :mod:`lm_eval_speech.speech.output`; None where it gave no audio) and ``texts[i]`` its text answer.
 
     Returns:
 

@@ -72,42 +72,11 @@ def write_battles_jsonl(path: str | Path, battles: Iterable[Battle]) -> Path:
     return path
 
 
-def read_battles_jsonl(path: str | Path) -> list[Battle]:
-    """Strict: every non-blank line is one battle with exactly our field names and values."""
-    path = Path(path)
-    battles = []
-    for line_number, line in _numbered_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BattleError(f"{path}:{line_number}: not JSON ({error.msg})") from None
-        try:
-            battles.append(_battle_from_own_record(record))
-        except BattleError as error:
-            raise BattleError(f"{path}:{line_number}: {error}") from None
-    return battles
-
-
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     with path.open(encoding="utf-8") as lines:
         for line_number, line in enumerate(lines, start=1):
             if line.strip():
                 yield line_number, line
-
-
-def _battle_from_own_record(record: Any) -> Battle:
-    if not isinstance(record, dict):
-        raise BattleError(f"expected a JSON object, got {type(record).__name__}")
-    unknown = sorted(set(record) - set(FIELD_NAMES))
-    if unknown:  # a misspelt field would otherwise vanish
-        raise BattleError(f"unknown field(s) {', '.join(unknown)}; expected {', '.join(FIELD_NAMES)}")
-    missing = [name for name in REQUIRED if name not in record]
-    if missing:
-        raise BattleError(f"missing field(s) {', '.join(missing)}")
-    not_text = [name for name, value in record.items() if not isinstance(value, str)]
-    if not_text:
-        raise BattleError(f"field(s) {', '.join(not_text)} must be strings")
-    return Battle(**record)
 
 
 # --- CSV ------------------------------------------------------------------------------------------

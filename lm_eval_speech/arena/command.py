@@ -17,8 +17,9 @@ from lm_eval_speech.arena import judging, render
 from lm_eval_speech.arena.battles import Battle, read_human_battles, write_battles_jsonl
 from lm_eval_speech.arena.ratings import leaderboard
 from lm_eval_speech.arena.runs import ModelRun, RunError, parse_run_argument, read_run
-from lm_eval_speech.judge.cache import JudgeCache
-from lm_eval_speech.judge.config import CACHE_ENV, cache_file, judge_from_dict
+from lm_eval_speech.calls import check_endpoint, config_from_settings, open_cache
+from lm_eval_speech.calls.config import cache_file
+from lm_eval_speech.judging.config import CACHE_ENV
 
 logger = logging.getLogger("lm_eval_speech.arena")
 
@@ -41,10 +42,14 @@ def load_runs(arguments: list[str]) -> list[ModelRun]:
 
 def _judge_config(value: str | dict | None, default: dict | None, where: str):
     if value is None:
-        return judge_from_dict(default, where=where) if default else None
-    if isinstance(value, str):
-        value = json.loads(value) if value.strip().startswith("{") else {"model": value}
-    return judge_from_dict(value, base=default, where=where)
+        config = config_from_settings(default, where=where) if default else None
+    else:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("{") else {"model": value}
+        config = config_from_settings(value, base=default, where=where)
+    if config is not None:
+        check_endpoint(config, user=where)
+    return config
 
 
 class RequestTranscriber:
@@ -55,8 +60,8 @@ class RequestTranscriber:
         self._heard: dict[str, str] = {}  # every run's doc names the same input clip
 
     def __call__(self, doc: dict) -> str:
-        from lm_eval_speech.asr import WHISPER_RATE, WhisperASR
-        from lm_eval_speech.audio import load_audio
+        from lm_eval_speech.speech.asr import WHISPER_RATE, WhisperASR
+        from lm_eval_speech.speech.audio import load_audio
 
         path = doc.get("audio_file")
         if not path or not Path(path).is_file():
@@ -112,11 +117,12 @@ def run_arena(
     if not human_only and len(runs) >= 2:
         import os
 
-        cache_path = cache_file(judge_cache if judge_cache is not None else os.environ.get(CACHE_ENV, True), "judge.sqlite")
-        cache = JudgeCache(cache_path) if cache_path else None
+        cache = open_cache(cache_file(judge_cache if judge_cache is not None else os.environ.get(CACHE_ENV, True)))
+        text_judge = _judge_config(judge, judging.DEFAULT_TEXT_JUDGE, "arena --judge")
+        audio = _judge_config(audio_judge, None, "arena --audio-judge")
         battle_judge = judging.BattleJudge(
-            _judge_config(judge, judging.DEFAULT_TEXT_JUDGE, "arena --judge"),
-            audio_judge=_judge_config(audio_judge, None, "arena --audio-judge"),
+            text_judge,
+            audio_judge=audio,
             audio_tasks=frozenset(audio_tasks) if audio_tasks is not None else judging.PARALINGUISTIC_TASKS,
             swap_policy=swap_policy, cache=cache, request_transcriber=RequestTranscriber(asr), lenient=lenient,
         )
@@ -134,7 +140,11 @@ def run_arena(
         "unjudged": [{**asdict(u.matchup), "reason": u.reason} for u in summary.unjudged],
         "inconsistent_pairs": summary.inconsistent, "rejudged_pairs": summary.rejudged, "swap_policy": swap_policy,
         "verdict_parsing": "lenient" if lenient else "strict",
-        "judges": dict(summary.by_judge), "human_problems": human_problems, "judge_calls": summary.stats.as_dict(),
+        "judges": dict(summary.by_judge), "human_problems": human_problems,
+        # Who judged, how, with which prompts, and what it cost: the leaderboard says what made it.
+        "judge_configs": [c.describe() for c in (text_judge, audio) if c is not None] if not human_only and len(runs) >= 2 else [],
+        "prompt_templates_sha256": judging.prompt_hashes(),
+        "accounting": {name: stats.as_dict(prices) for name, (stats, prices) in summary.stats.items()},
     }
     board["runs"] = {run.label: {"folder": str(run.folder), "answers": len(run.answers), "unspoken": run.unspoken,
                                  "failed": run.failed} for run in runs}

@@ -6,7 +6,7 @@ verdicts make a win; disagreeing ones (position bias) make a tie, or, with
 still disagrees is a tie. A failed call or a reply without ``[[A]]``/``[[B]]`` leaves the
 battle unjudged: it is listed with its reason and never rated.
 
-Calls go through the judge layer, so every verdict lands in its SQLite cache: adding a model
+Calls go through the call layer (lm_eval_speech.calls), so every verdict lands in its SQLite cache: adding a model
 to an arena pays only for the battles that model is in.
 """
 
@@ -25,9 +25,8 @@ from lm_eval_speech.arena import prompts
 from lm_eval_speech.arena.battles import Battle
 from lm_eval_speech.arena.ratings import online_elo
 from lm_eval_speech.arena.runs import Answer, ModelRun
-from lm_eval_speech.judge import Judge, JudgeConfig, JudgeRequest
-from lm_eval_speech.judge.cache import JudgeCache
-from lm_eval_speech.judge.runner import JudgeStats
+from lm_eval_speech.calls import Caller, CallCache, CallConfig, CallRequest, CallStats
+from lm_eval_speech.calls.config import template_sha256
 
 logger = logging.getLogger("lm_eval_speech.arena")
 
@@ -61,7 +60,7 @@ class JudgingSummary:
     unjudged: list[Unjudged] = field(default_factory=list)
     inconsistent: int = 0
     rejudged: int = 0
-    stats: JudgeStats = field(default_factory=JudgeStats)
+    stats: dict[str, tuple[CallStats, tuple | None]] = field(default_factory=dict)  # judge -> (accounting, prices)
     by_judge: Counter = field(default_factory=Counter)
 
 
@@ -105,10 +104,16 @@ def select(candidates: list[Matchup], budget: int | None, seed: int = 0, prior: 
     return chosen
 
 
+def prompt_hashes() -> dict[str, str]:
+    """SHA-256 of each judge prompt, for the leaderboard's record of what produced it."""
+    return {name: template_sha256(text) for name, text in
+            (("system", prompts.SYSTEM), ("text", prompts.TEXT_PROMPT), ("audio", prompts.AUDIO_PROMPT))}
+
+
 class BattleJudge:
-    def __init__(self, text_judge: JudgeConfig, *, audio_judge: JudgeConfig | None = None,
+    def __init__(self, text_judge: CallConfig, *, audio_judge: CallConfig | None = None,
                  audio_tasks: frozenset[str] = PARALINGUISTIC_TASKS, swap_policy: str = "tie",
-                 cache: JudgeCache | None = None, request_transcriber=None, lenient: bool = False) -> None:
+                 cache: CallCache | None = None, request_transcriber=None, lenient: bool = False) -> None:
         if swap_policy not in SWAP_POLICIES:
             raise ValueError(f"arena: swap_policy must be one of {', '.join(SWAP_POLICIES)}, not {swap_policy!r}")
         if audio_judge is not None and audio_judge.backend != "openai":
@@ -143,7 +148,8 @@ class BattleJudge:
             except (OSError, ValueError) as error:  # an audio file gone or unreadable: this battle only
                 summary.unjudged.append(Unjudged(matchup, f"cannot build the judge prompt: {error}"))
                 continue
-            requests += [JudgeRequest(orders[0], f"{label} (order 1)"), JudgeRequest(orders[1], f"{label} (order 2)")]
+            requests += [CallRequest(orders[0], f"{label} (order 1)", prompts.VERDICT_SCHEMA),
+                         CallRequest(orders[1], f"{label} (order 2)", prompts.VERDICT_SCHEMA)]
             ready.append(matchup)
         items = ready
         if not items:
@@ -165,12 +171,15 @@ class BattleJudge:
         for matchup in items:
             self._settle(matchup, results[matchup], config, mode, by_label, summary)
 
-    def _run(self, config: JudgeConfig, requests: list[JudgeRequest], n: int, summary: JudgingSummary):
+    def _run(self, config: CallConfig, requests: list[CallRequest], n: int, summary: JudgingSummary):
         from dataclasses import replace
 
-        judge = Judge(replace(config, n=n, n_mode="repeat"), self.cache)
-        outputs = judge.run(requests, desc=f"arena judge {config.name}")
-        summary.stats.add(judge.stats)
+        caller = Caller(replace(config, params=config.params.with_n(n), n_mode="repeat"), self.cache)
+        outputs = caller.run(requests, desc=f"arena judge {config.name}")
+        if config.constrained:  # a JSON verdict, written back as the [[A]]/[[B]] the parser reads
+            outputs = [[prompts.in_verdict_format(o) for o in row] for row in outputs]
+        stats, prices = summary.stats.setdefault(config.name, (CallStats(), config.prices()))
+        stats.add(caller.stats)
         return outputs
 
     def _winners(self, matchup: Matchup, orders) -> tuple[str, str] | str:
@@ -223,7 +232,7 @@ class BattleJudge:
 
 
 def _wav_b64(path: str) -> str:
-    from lm_eval_speech.audio import encode_wav, load_audio
+    from lm_eval_speech.speech.audio import encode_wav, load_audio
 
     if not path or not Path(path).is_file():
         raise FileNotFoundError(f"arena: audio file {path!r} not found (the audio judge needs every clip)")

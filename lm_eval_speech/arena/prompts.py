@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from lm_eval_speech.calls.caller import rewritten
+
 SYSTEM = (
     "You are an impartial judge of speech-to-speech assistants. You compare two spoken replies to the same "
     "spoken request and decide which one serves the user better, considering both what was said and, where "
@@ -80,3 +82,18 @@ def verdict(output: str, lenient: bool = False) -> str | None:
         return None
     match = _LEADING_LETTER.match(output or "") or _NAMED_REPLY.search(output or "")
     return match[1].upper() if match else None
+
+
+# For judges with ``constrained: true``: a short reason and the winner, written back as the verdict
+# the parser reads.
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"reason": {"type": "string", "maxLength": 160}, "winner": {"enum": ["A", "B"]}},
+    "required": ["reason", "winner"],
+    "additionalProperties": False,
+}
+
+
+def in_verdict_format(output):
+    """A constrained judge's JSON answer as ``reason [[A]]``; other outputs as they are."""
+    return rewritten(output, lambda answer: f"{answer['reason']} [[{answer['winner']}]]")

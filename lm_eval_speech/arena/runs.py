@@ -2,7 +2,7 @@
 
 A run folder holds ``samples_s2s_arena_<domain>_<date>.jsonl`` files (anywhere below it, as
 lm-eval nests them by model); each sample has the input ``doc``, the text answer in ``resps``
-and the spoken answer's record in ``speech_output`` (:mod:`lm_eval_speech.speech_output`).
+and the spoken answer's record in ``speech_output`` (:mod:`lm_eval_speech.speech.output`).
 Where a task was run twice, the newer file wins.
 """
 

@@ -78,9 +78,12 @@ def provenance(result: TaskResult) -> dict[str, Any]:
 
 
 def judging(result: TaskResult) -> dict[str, Any]:
-    """The task's judging provenance; empty where absent."""
-    node = provenance(result).get("judging")
-    return node if isinstance(node, dict) else {}
+    """The task's judging provenance, with the per-judge metrics (recorded beside it; inside it in older files)."""
+    record = provenance(result)
+    node = dict(record.get("judging") or {}) if isinstance(record.get("judging"), dict) else {}
+    if isinstance(record.get("per_judge_metrics"), dict):
+        node["per_judge_metrics"] = record["per_judge_metrics"]
+    return node
 
 
 def judge_names(info: dict[str, Any]) -> list[str]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from lm_eval_speech.calls.caller import rewritten
+
 AUDIO, SPEECH, GOOD, NEITHER, UNKNOWN = "A", "S", "G", "N", "?"
 ORIENTATION_MARKERS = (
     (NEITHER, ("Orientation: Neither", "Orientation: \nNeither")),
@@ -28,6 +30,29 @@ REASK_LABELS = ((NEITHER, "Neither"), (AUDIO, "Audio-Oriented"), (SPEECH, "Speec
 # How a Good row without a rating line is read (--metadata missing_rating).
 PREVIOUS_ROW, UNSCORED = "previous_row", "unscored"
 MISSING_RATING_READINGS = (PREVIOUS_ROW, UNSCORED)
+
+
+# For judges with ``constrained: true``: the authors' four answer fields as JSON, written back out
+# in their format (in_authors_format) so that their parser reads it unchanged.
+JUDGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "explanation1": {"type": "string", "maxLength": 600},
+        "rating": {"enum": [0, 1, 2]},
+        "explanation2": {"type": "string", "maxLength": 600},
+        "orientation": {"enum": ["Audio-Oriented", "Speech-Oriented", "Good", "Neither"]},
+    },
+    "required": ["explanation1", "rating", "explanation2", "orientation"],
+    "additionalProperties": False,
+}
+
+
+def in_authors_format(output):
+    """A constrained judge's JSON answer as the lines eval.py reads; other outputs as they are."""
+    return rewritten(output, lambda answer: (
+        f"Explanation1: {answer['explanation1']}\nRating: {answer['rating']}\n"
+        f"Explanation2: {answer['explanation2']}\nOrientation: {answer['orientation']}"
+    ))
 
 
 def orientation_of(response: str) -> str | None:

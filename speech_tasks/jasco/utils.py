@@ -13,14 +13,17 @@ best-mean is reported under both readings; ``best_mean`` follows the chosen one.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 
 import datasets
 
-from lm_eval_speech import __version__, audio, data
-from lm_eval_speech.judge import JudgeRequest, task_judging
-from lm_eval_speech.judge.config import JudgeConfigError
-from lm_eval_speech.outcomes import is_failure
+from lm_eval_speech import __version__, data, provenance
+from lm_eval_speech.calls import CallConfigError, CallRequest
+from lm_eval_speech.judging import resolve_judges
+from lm_eval_speech.judging import tasks as task_judging
+from lm_eval_speech.speech.audio import audio_clip
+from lm_eval_speech.outcomes import is_failure, note_error
 from lm_eval_speech.tasks.jasco import dataset, prompts, scoring
 
 TASK = "jasco"
@@ -38,13 +41,13 @@ def load_jasco(**metadata) -> datasets.DatasetDict:
     changed = dataset.differences(root)
     if changed and source["source"] == "local":
         logger.warning("jasco: %s differs from the published data (%s)", root, "; ".join(changed[:5]))
-    judging = task_judging.register(
+    for config in resolve_judges(metadata, task=TASK):  # settings first: before any endpoint is checked
+        if config.params.n != 1:
+            raise CallConfigError(f"jasco: judge {config.name!r}: n must be 1 (the authors score one judgement per row)")
+    task_judging.register(
         TASK, metadata, {"general_prompt": prompts.JUDGE_PROMPT, "post_process_prompt": prompts.REASK_PROMPT},
         options={MISSING_RATING_KEY: reading},
     )
-    for config in judging.configs:
-        if config.n != 1:
-            raise JudgeConfigError(f"jasco: judge {config.name!r}: n must be 1 (the authors score one judgement per row)")
     docs = []
     for clip in clips:
         for index, prompt in enumerate(prompts.INFERENCE_PROMPTS):
@@ -64,8 +67,8 @@ def load_jasco(**metadata) -> datasets.DatasetDict:
                     "label": f"clip {clip['audio_id']} prompt {index + 1}",
                 }
             )
-    data.record_provenance(
-        metadata,
+    provenance.record(
+        TASK,
         package_version=__version__,
         data={
             **source, "sha256_v0_csv": data.sha256_file(root / dataset.SUBDIR / "v0.csv"), "clips": len(clips), "docs": len(docs),
@@ -93,7 +96,7 @@ def doc_to_text(doc: dict) -> str:
 def doc_to_audio(doc: dict) -> list[dict]:
     if not doc["audio_file"]:
         return []  # load_audio=false: judging stored responses
-    return [audio.audio_clip(doc["audio_file"], item=f"jasco {doc['label']}")]
+    return [audio_clip(doc["audio_file"], item=f"jasco {doc['label']}")]
 
 
 def judge_messages(doc: dict, prediction: str) -> list[dict]:
@@ -120,16 +123,21 @@ def judge_responses(resps: list[list[str]], docs: list[dict]) -> list[task_judgi
             verdicts[position]["model_failed"] = resp[0].reason
         else:
             answered.append(position)
-    counts = dict.fromkeys(("reasked_rows", "neither_rows", "unparsed_rows", "judge_failed_rows"), 0)
+    counts = dict.fromkeys(("reasked_rows", "neither_rows", "unparsed_rows", "judge_failed_rows", "scored_items"), 0)
     judges = range(len(judging.configs))
     # Round 1: every judge on every answer, the judges at once; round 2: their re-asks, at once.
-    first = judging.run_each(
-        {j: [JudgeRequest(judge_messages(docs[p], resps[p][0]), f"jasco {docs[p]['label']}") for p in answered] for j in judges}
-    )
-    outputs = {j: dict(zip(answered, (row[0] for row in first[j]))) for j in judges}
+    first = judging.run_each({
+        j: [CallRequest(judge_messages(docs[p], resps[p][0]), f"jasco {docs[p]['label']}", scoring.JUDGE_SCHEMA) for p in answered]
+        for j in judges
+    })
+    # A constrained judge answers in JSON: written out in the authors' format, their parser reads it.
+    outputs = {
+        j: dict(zip(answered, (scoring.in_authors_format(row[0]) if judging.configs[j].constrained else row[0] for row in first[j])))
+        for j in judges
+    }
     reask = {j: [p for p, out in outputs[j].items() if out.ok and scoring.orientation_of(out.text) is None] for j in judges}
     second = judging.run_each(
-        {j: [JudgeRequest(reask_messages(outputs[j][p].text), f"jasco {docs[p]['label']} (re-ask)") for p in reask[j]] for j in judges}
+        {j: [CallRequest(reask_messages(outputs[j][p].text), f"jasco {docs[p]['label']} (re-ask)") for p in reask[j]] for j in judges}
     )
     for j, config in enumerate(judging.configs):
         reask_outputs = dict(zip(reask[j], (row[0] for row in second[j])))
@@ -151,9 +159,14 @@ def judge_responses(resps: list[list[str]], docs: list[dict]) -> list[task_judgi
             counts["judge_failed_rows"] += row.failed
             counts["unparsed_rows"] += row.unparsed
             counts["neither_rows"] += orientation == scoring.NEITHER
+            counts["scored_items"] += orientation in (scoring.AUDIO, scoring.SPEECH, scoring.GOOD)
+            if row.unparsed:
+                judging.unparsable(j)
+            if row.failed:
+                note_error(TASK, f"{docs[position]['label']}: judge {config.name}: {record['error']}")
             verdicts[position]["judges"][config.name] = record
     judging.count(**counts, model_failed_items=sum(1 for v in verdicts if "model_failed" in v))
-    judging.finish()
+    judging.finish(metrics=("best_mean", "audio_dependence", "both_dependence", "speech_dependence"))
     return verdicts
 
 
@@ -203,12 +216,21 @@ def per_judge_metrics(items: list[dict], reading: str) -> dict[str, dict]:
     return metrics
 
 
+_LAST: dict[str, tuple[str, dict]] = {}  # task -> (fingerprint of the items, their per-judge metrics)
+
+
 def _per_judge(items: list[dict]) -> dict[str, dict]:
+    """Every judge's metrics, computed once for the aggregations that each ask for one of them."""
     setup = task_judging.registered(items[0]["task"]) if items else None
     reading = setup.options.get(MISSING_RATING_KEY, scoring.PREVIOUS_ROW) if setup is not None else scoring.PREVIOUS_ROW
+    fingerprint = hashlib.sha256(json.dumps([reading, items], sort_keys=True, default=str).encode()).hexdigest()
+    task = items[0]["task"] if items else TASK
+    if task in _LAST and _LAST[task][0] == fingerprint:
+        return _LAST[task][1]
     metrics = per_judge_metrics(items, reading)
-    if setup is not None and isinstance(setup.provenance, dict):  # beside the headline in the results metadata
-        setup.provenance.setdefault("judging", {})["per_judge_metrics"] = metrics
+    _LAST[task] = (fingerprint, metrics)
+    if items:  # beside the headline in the results metadata
+        provenance.record(task, per_judge_metrics=metrics)
     return metrics
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import datasets
 
-from lm_eval_speech import __version__, audio, data
+from lm_eval_speech import __version__, data, provenance
+from lm_eval_speech.speech.audio import load_audio
 from lm_eval_speech.outcomes import is_failure
-from lm_eval_speech.speech_output import speech_of
+from lm_eval_speech.speech.output import speech_of
 from lm_eval_speech.tasks.s2s_arena import dataset, taxonomy
 
 INPUT_RATE = 24000  # the paper's standardisation of every input
@@ -25,7 +26,7 @@ TASKS_KEY = "arena_tasks"
 logger = logging.getLogger("lm_eval_speech.s2s_arena")
 
 
-def _load(domain: str | None, metadata: dict) -> datasets.DatasetDict:
+def _load(domain: str, metadata: dict) -> datasets.DatasetDict:
     root, source = dataset.locate(metadata)
     clips, unassigned = dataset.audio_files(root)
     if unassigned:
@@ -34,23 +35,23 @@ def _load(domain: str | None, metadata: dict) -> datasets.DatasetDict:
     wanted = _wanted_tasks(metadata)
     reading = dataset.read_metadata(_metadata_roots(root, source), [relpath for relpath, _ in clips],
                                     dataset.conflict_policy(metadata))
-    load_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True, "s2s_arena")
+    read_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True, "s2s_arena")
     left_out = set(reading.left_out)
     docs = [
-        _doc(relpath, task, reading.fields.get(relpath, {}), str(root / relpath) if load_audio else "")
+        _doc(relpath, task, reading.fields.get(relpath, {}), str(root / relpath) if read_audio else "")
         for relpath, task in clips
         if relpath not in left_out and _in_scope(task, domain, wanted)
     ]
     if not docs:
         raise data.DataError(
-            f"s2s_arena: no input clips for domain {domain or 'any'} under {root}; expected <task folder>/<clip> "
+            f"s2s_arena: no input clips for domain {domain} under {root}; expected <task folder>/<clip> "
             f"with folders named as in the authors' data ({', '.join(sorted(taxonomy.TASK_DOMAIN))})"
         )
     with_metadata = sum(1 for d in docs if d["transcript"])
-    data.record_provenance(
-        metadata, package_version=__version__,
+    provenance.record(
+        f"s2s_arena_{domain}", package_version=__version__,
         data={**source, "clips": len(docs), "clips_with_transcript": with_metadata, "unassigned_files": unassigned,
-              "metadata": reading.counts, "audio_loaded": load_audio, "input_rate": INPUT_RATE},
+              "metadata": reading.counts, "audio_loaded": read_audio, "input_rate": INPUT_RATE},
     )
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
@@ -96,10 +97,6 @@ def _doc(relpath: str, task: str, fields: dict, audio_file: str) -> dict:
     }
 
 
-def load_all(**metadata) -> datasets.DatasetDict:
-    return _load(None, metadata)
-
-
 def load_education(**metadata) -> datasets.DatasetDict:
     return _load("education", metadata)
 
@@ -123,7 +120,7 @@ def doc_to_text(doc: dict) -> str:
 def doc_to_audio(doc: dict) -> list[dict]:
     if not doc["audio_file"]:
         return []
-    array, rate = audio.load_audio(doc["audio_file"], target_sr=INPUT_RATE, item=f"s2s_arena {doc['label']}")
+    array, rate = load_audio(doc["audio_file"], target_sr=INPUT_RATE, item=f"s2s_arena {doc['label']}")
     return [{"array": array, "sampling_rate": rate}]
 
 

@@ -22,10 +22,10 @@ import statistics
 
 import datasets
 
-from lm_eval_speech import __version__, data
-from lm_eval_speech.judge import JudgeRequest
-from lm_eval_speech.judge import task_judging
-from lm_eval_speech.outcomes import is_failure
+from lm_eval_speech import __version__, data, provenance
+from lm_eval_speech.calls import CallRequest
+from lm_eval_speech.judging import tasks as task_judging
+from lm_eval_speech.outcomes import is_failure, note_error
 from lm_eval_speech.tasks.speechinstruct import judge_prompts
 from lm_eval_speech.tasks.speechinstruct.utils import LANGUAGE_FILE_TAGS, SIB_HUB, doc_to_text
 
@@ -38,6 +38,7 @@ SUBSETS = {
 }
 PARSING_KEY = "judge_parsing"  # "strict" (the authors') or "lenient"
 ADJUST_FIELDS = ("follow_after_adjust", "follow_before_adjust", "after_adjust_content_correct")
+SCORES = {"open": ("prompt_level_acc", "inst_level_acc"), "adjust": ("iar", "ecr")}
 
 
 # -- data --------------------------------------------------------------------------------
@@ -95,8 +96,8 @@ def _load(subset: str, language: str, metadata: dict) -> datasets.DatasetDict:
         for doc, audio_file in zip(docs, resolved, strict=True):
             doc["audio_file"] = str(audio_file)
 
-    data.record_provenance(
-        metadata,
+    provenance.record(
+        name,
         package_version=__version__,
         prompt_sha256=hashlib.sha256(doc_to_text({}).encode("utf-8")).hexdigest(),
         judge_parsing=parsing,
@@ -186,7 +187,7 @@ def _judge(subset: str, resps: list[list[str]], docs: list[dict]) -> list[task_j
         if is_failure(response):
             verdicts[position] = task_judging.Verdict(model_failed=response.reason)
             continue
-        requests.append(JudgeRequest(judge_messages(template, doc, response), label=f"{doc['task']} {doc['label']}"))
+        requests.append(CallRequest(judge_messages(template, doc, response), f"{doc['task']} {doc['label']}", answer_schema(subset, doc)))
         positions.append(position)
 
     outputs = judging.run(requests)
@@ -195,6 +196,7 @@ def _judge(subset: str, resps: list[list[str]], docs: list[dict]) -> list[task_j
     for position, samples in zip(positions, outputs, strict=True):
         if not all(s.ok for s in samples):
             failed_items += 1
+            note_error(docs[position]["task"], f"{docs[position]['label']}: judge: {next(s.error for s in samples if not s.ok)}")
             verdicts[position] = task_judging.Verdict(
                 judge_failed=[s.error for s in samples if not s.ok], judge_outputs=[s.to_json() for s in samples]
             )
@@ -202,17 +204,36 @@ def _judge(subset: str, resps: list[list[str]], docs: list[dict]) -> list[task_j
         texts = [s.text.strip() for s in samples]  # upstream: c.message.content.strip()
         majority, unreadable = combine([_loosen(t, subset) for t in texts] if lenient else texts)
         unparsed_outputs += unreadable
+        judging.unparsable(0, unreadable)
         if majority is None:
             unparsed_items += 1
             logger.warning("%s %s: no judge output could be parsed; dropped as upstream drops it", docs[position]["task"],
                            docs[position]["label"])
         verdicts[position] = task_judging.Verdict(judge_outputs=texts, majority=majority, unparsed_outputs=unreadable)
+    model_failed = sum(1 for v in verdicts if "model_failed" in v)
     judging.count(
         unparsed_outputs=unparsed_outputs, unparsed_items=unparsed_items, judge_failed_items=failed_items,
-        model_failed_items=sum(1 for v in verdicts if "model_failed" in v),
+        model_failed_items=model_failed, scored_items=len(docs) - model_failed - failed_items - unparsed_items,
     )
-    judging.finish()
+    judging.finish(metrics=SCORES[subset])
     return verdicts
+
+
+def answer_schema(subset: str, doc: dict) -> dict:
+    """The verdict's JSON schema, for judges with ``constrained: true``: what the authors' parser reads
+    (a list of YES/NO, one per question; or the three YES/NO fields), nothing else."""
+    verdict = {"enum": ["YES", "NO"]}
+    if subset == "open":
+        count = question_count(doc["decomposed_questions"])
+        return {"type": "array", "items": verdict, "minItems": count, "maxItems": count}
+    return {"type": "object", "properties": dict.fromkeys(ADJUST_FIELDS, verdict), "required": list(ADJUST_FIELDS),
+            "additionalProperties": False}
+
+
+def question_count(questions: str) -> int:
+    """The number of decomposed questions: numbered lines, else non-empty lines."""
+    lines = [line for line in questions.splitlines() if line.strip()]
+    return sum(1 for line in lines if _NUMBERED.match(line)) or len(lines) or 1
 
 
 # -- parsing and majority (upstream open.py / adjust.py) -----------------------------------
@@ -283,14 +304,14 @@ def _loosen(text: str, subset: str) -> str:
 
 
 # -- metrics -------------------------------------------------------------------------------
-def _scored(verdict: dict, score) -> dict:
-    """The item's counts, plus its scores when it has a majority to score."""
+def _scored(verdict: dict, score, metrics: tuple[str, ...]) -> dict:
+    """The item's counts, and its scores (None where it has no majority to score)."""
     counts = {
         "failed_items": int("model_failed" in verdict),
         "judge_failed_items": int("judge_failed" in verdict),
         "unparsed_items": int("judge_outputs" in verdict and "judge_failed" not in verdict and verdict["majority"] is None),
     }
-    return counts if any(counts.values()) else {**score(verdict["majority"]), **counts}
+    return {**dict.fromkeys(metrics), **counts} if any(counts.values()) else {**score(verdict["majority"]), **counts}
 
 
 def _open_ended_scores(majority: list) -> dict:
@@ -306,8 +327,8 @@ def _adjustment_scores(majority: dict) -> dict:
 
 
 def process_open_ended(doc: dict, results: list[dict]) -> dict:
-    return _scored(results[0], _open_ended_scores)
+    return _scored(results[0], _open_ended_scores, SCORES["open"])
 
 
 def process_adjustment(doc: dict, results: list[dict]) -> dict:
-    return _scored(results[0], _adjustment_scores)
+    return _scored(results[0], _adjustment_scores, SCORES["adjust"])

@@ -19,8 +19,9 @@ from collections import Counter
 
 import datasets
 
-from lm_eval_speech import __version__, audio, data
+from lm_eval_speech import __version__, data, provenance
 from lm_eval_speech.outcomes import is_failure
+from lm_eval_speech.speech.audio import audio_clip
 from lm_eval_speech.tasks.speechinstruct import arguments, checkers, verdicts
 
 SIB_HUB = data.HubSource("ddwang2000/SpeechInstructBench")
@@ -128,8 +129,8 @@ def load_closed_ended(language: str, variant: str, **metadata) -> datasets.Datas
             doc["key"] = str(doc["key"])
     prompt_counts = Counter(d["prompt"] for d in docs)
     drawn = [json.loads(d["draws"]) for d in docs]
-    data.record_provenance(
-        metadata,
+    provenance.record(
+        name,
         package_version=__version__,
         checkers=CHECKERS_VERSION,
         prompt_sha256=hashlib.sha256(doc_to_text({}).encode("utf-8")).hexdigest(),
@@ -212,7 +213,7 @@ def _listing(headline: str, problems: list[str]) -> str:
 def doc_to_audio(doc: dict) -> list[dict]:
     if not doc["audio_file"]:
         return []  # load_audio=false: scoring stored responses
-    return [audio.audio_clip(doc["audio_file"], item=f"speechinstruct {doc['label']}")]
+    return [audio_clip(doc["audio_file"], item=f"speechinstruct {doc['label']}")]
 
 
 def read_responses(resps: list[list[str]], docs: list[dict]) -> list[str]:
@@ -284,7 +285,7 @@ def _accuracies(strict: list[bool], loose: list[bool]) -> dict:
     }
 
 
-def agg_inst_level_acc(items: list[list[float]]) -> float:
-    """Instruction level: every instruction of every item counts once (micro average)."""
-    flat = [value for item in items for value in item]
+def agg_inst_level_acc(items: list[list[float] | None]) -> float:
+    """Instruction level: every instruction of every scored item counts once (micro average)."""
+    flat = [value for item in items if item is not None for value in item]
     return sum(flat) / len(flat) if flat else float("nan")  # upstream divides by zero

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-logger = logging.getLogger("lm_eval_speech.tts")
+logger = logging.getLogger("lm_eval_speech.speech.tts")
 
 PIPER_DEFAULT = "piper"
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lm_eval_speech.data import as_bool
+from lm_eval_speech.options import as_bool
 from lm_eval_speech.paths import cache_root
 
-logger = logging.getLogger("lm_eval_speech.speech_output")
+logger = logging.getLogger("lm_eval_speech.speech.output")
 
 ASK_AUDIO = "speech_output"
 ASK_TRANSCRIPT = "speech_transcript"
@@ -48,8 +48,8 @@ class SpeechAsk:
 def split_speech_kwargs(gen_kwargs: dict | None) -> tuple[dict, SpeechAsk]:
     """The gen_kwargs without this module's keys, and what they asked."""
     rest = dict(gen_kwargs or {})
-    audio = as_bool(rest.pop(ASK_AUDIO, False))
-    transcript = as_bool(rest.pop(ASK_TRANSCRIPT, False))
+    audio = as_bool(rest.pop(ASK_AUDIO, False), f"gen_kwargs {ASK_AUDIO}")
+    transcript = as_bool(rest.pop(ASK_TRANSCRIPT, False), f"gen_kwargs {ASK_TRANSCRIPT}")
     return rest, SpeechAsk(audio=audio, transcript=transcript)
 
 
@@ -86,9 +86,9 @@ def speech_of(response: object) -> dict | None:
 
 def run_output_dir() -> Path | None:
     """The ``--output_path`` of the running ``lm_eval`` (a ``.json`` path means its folder)."""
-    from lm_eval_speech import _lmeval_hook
+    from lm_eval_speech import run
 
-    path = _lmeval_hook.run_output_path
+    path = run.output_path
     if not path:
         return None
     path = Path(path).expanduser()
@@ -132,7 +132,7 @@ class SpeechOutput:
         """Write one answer's audio; its record without a transcript."""
         import soundfile as sf
 
-        from lm_eval_speech.audio import encode_wav
+        from lm_eval_speech.speech.audio import encode_wav
 
         array = np.asarray(audio, dtype=np.float32).reshape(-1)
         if not np.all(np.isfinite(array)):
@@ -157,8 +157,8 @@ class SpeechOutput:
                 "sha256": digest}
 
     def transcribe(self, audio: np.ndarray, sampling_rate: int) -> str:
-        from lm_eval_speech.asr import WHISPER_RATE, WhisperASR
-        from lm_eval_speech.audio import resample
+        from lm_eval_speech.speech.asr import WHISPER_RATE, WhisperASR
+        from lm_eval_speech.speech.audio import resample
 
         if self._asr is None:
             import torch

@@ -206,7 +206,7 @@ def clip_digest(clip: dict) -> str:
     same audio hashes alike in float64 or float32, and a stereo clip hashes as its downmix.
     """
     array, sr, _ = _decode(clip, None)
-    digest = hashlib.sha256(b"lm_eval_speech.audio.v1\0")
+    digest = hashlib.sha256(b"lm_eval_speech.audio.v1\0")  # the old module name: renaming would orphan cached outputs
     digest.update(struct.pack("<Q", sr))
     digest.update(array.astype("<f4", copy=False).tobytes())
     return digest.hexdigest()
