@@ -1,4 +1,4 @@
-"""Decode + resample speed of lm_eval_speech.audio, as x real time on ONE core.
+"""Decode + resample speed of lm_eval_speech.speech.audio, as x real time on ONE core.
 
     python benchmarks/audio_decode.py [--data DIR] [--repeats N] [--cpu K]
 
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lm_eval_speech.audio import load_audio  # noqa: E402
+from lm_eval_speech.speech.audio import load_audio  # noqa: E402
 
 DEFAULT_JASCO = "/work/shared/data/jasco/dataset/v0"
 COLUMNS = [
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     import soxr
 
     print(
-        f"lm_eval_speech.audio decode benchmark: one core ({pinned}); numpy {np.__version__}, "
+        f"lm_eval_speech.speech.audio decode benchmark: one core ({pinned}); numpy {np.__version__}, "
         f"soundfile {sf.__version__} / libsndfile {sf.__libsndfile_version__}, "
         f"soxr {soxr.__version__}"
     )
