@@ -120,7 +120,8 @@ def run_problems(results: dict) -> list[str]:
         return []
     problems = []
     for task, metrics in results.get("results", {}).items():
-        if task in results.get("groups", {}) or not task.startswith(BENCHMARKS):
+        # a group without aggregate metrics (s2s_arena) is listed in results but not in "groups"
+        if task in results.get("groups", {}) or results.get("group_subtasks", {}).get(task) or not task.startswith(BENCHMARKS):
             continue
         items = int((results.get("n-samples", {}).get(task) or {}).get("effective", 0))
         judging = ((results.get("configs", {}).get(task, {}).get("metadata") or {}).get("lm_eval_speech") or {}).get("judging", {})

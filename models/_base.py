@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from lm_eval_speech.calls.params import GenerationParams
 from lm_eval_speech.options import check_known
 from lm_eval_speech.outcomes import is_failure
 from lm_eval_speech.speech.audio import duration_seconds
+from lm_eval_speech.speech.latency import Timing
 from lm_eval_speech.speech.output import SpeechOutput, SpokenAnswer, split_speech_kwargs
 
 logger = logging.getLogger("lm_eval_speech.models")
@@ -216,7 +218,8 @@ class SpeechLM(LM):
             if not self.SPEAKS and self.speech.wants_audio(split_speech_kwargs(request.args[1])[1]):
                 raise ValueError(
                     f"{type(self).__name__} answers in text only, but {request_where(request)} asks for a spoken "
-                    "answer: use a speech-out model (cascade, qwen2_5_omni, openai_audio), or --model_args "
+                    "answer: use a speech-out model (cascade, qwen2_5_omni, qwen3_omni, moshi, openai_audio, "
+                    "openai_realtime), or --model_args "
                     "speech_output=never to answer in text"
                 )
         # Longest audio first: memory problems show at once, and batches hold similar lengths.
@@ -240,12 +243,19 @@ class SpeechLM(LM):
                 outputs = self._generate_batch(batch, params)
                 results.extend(o if is_failure(o) else postprocess_generated_text(o, list(params.stop), None) for o in outputs)
             else:
-                for request, spoken in zip(batch, self._speak_batch(batch, params), strict=True):
+                started = time.perf_counter()
+                answers = self._speak_batch(batch, params)
+                batch_timing = Timing(total_s=time.perf_counter() - started)  # for models that do not time themselves
+                for request, spoken in zip(batch, answers, strict=True):
                     if is_failure(spoken):
                         results.append(spoken)
                         continue
                     text = postprocess_generated_text(spoken.text, list(params.stop), None)
-                    results.append(self.speech.respond(request, text, spoken.audio, spoken.sampling_rate, ask))
+                    timing = spoken.timing or batch_timing
+                    # an API model's requests are separate calls, run concurrently
+                    generated_in = timing.batch_size or (len(batch) if self.LOCAL else 1)
+                    results.append(self.speech.respond(request, text, spoken.audio, spoken.sampling_rate, ask,
+                                                       timing=timing, batch_size=generated_in))
             progress.update(len(batch))
         progress.close()
         return collator.get_original(results)

@@ -22,6 +22,7 @@ template → batched generation (left padding) → cut at stop strings.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lm_eval.models  # noqa: F401  (fills the built-in registry first)
@@ -30,8 +31,9 @@ from lm_eval.api.registry import register_model
 from lm_eval_speech.speech.audio import clip_array
 from lm_eval_speech.speech.asr import WHISPER_RATE, WhisperASR
 from lm_eval_speech.bundled import bundled_smollm2_gguf, bundled_whisper_tiny_en
-from lm_eval_speech.calls.local import generate_text, load_text_lm
+from lm_eval_speech.calls.local import FirstStepClock, generate_text, load_text_lm
 from lm_eval_speech.models._base import SpeechLM, logger, request_where, resolve_dtype, split_audio_prompt
+from lm_eval_speech.speech.latency import Timing
 from lm_eval_speech.speech.output import SpokenAnswer
 
 
@@ -97,10 +99,10 @@ class CascadeLM(SpeechLM):
         messages.append({"role": "user", "content": text})
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def _generate_batch(self, requests, params):
+    def _generate_batch(self, requests, params, clock: FirstStepClock | None = None):
         prompts = [self._prompt(request) for request in requests]
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        return [texts[0] for texts in generate_text(self.model, self.tokenizer, inputs, params)]
+        return [texts[0] for texts in generate_text(self.model, self.tokenizer, inputs, params, clock=clock)]
 
     def _speak_batch(self, requests, params):
         if self._tts is None:
@@ -108,10 +110,13 @@ class CascadeLM(SpeechLM):
 
             self._tts = load_tts(self.tts_spec, device=self.device, seed=self.tts_seed, length_scale=self.tts_length_scale)
             logger.info("cascade: answers spoken by %s", self._tts.name)
-        answers = []
-        for text in self._generate_batch(requests, params):  # already cut at the stop strings: what is said is the answer
+        started, clock, answers = time.perf_counter(), FirstStepClock(), []
+        texts = self._generate_batch(requests, params, clock)  # cut at the stop strings: what is said is the answer
+        first_text = clock.first - started if clock.first is not None else None
+        for text in texts:  # each answer's audio exists once its synthesis ends: not streamed
             audio, rate = self._tts.synthesize(text)
-            answers.append(SpokenAnswer(text, audio, rate))
+            timing = Timing(total_s=time.perf_counter() - started, first_text_s=first_text)
+            answers.append(SpokenAnswer(text, audio, rate, timing))
         return answers
 
     @property

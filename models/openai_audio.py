@@ -16,7 +16,9 @@ work (``preflight=false`` skips it). A request that still fails becomes a
 Speech output (see :mod:`lm_eval_speech.speech.output`): when a task asks for a spoken answer
 (or ``speech_output=always``), the request adds ``modalities: ["text", "audio"]`` and
 ``audio: {"voice": voice, "format": "wav"}``; the reply's transcript is the text answer and its
-audio is written under the run's output folder. ``voice`` defaults to ``alloy``.
+audio is written under the run's output folder. ``voice`` defaults to ``alloy``. Each spoken
+answer's latency is its own call's (the wall time of the attempt that succeeded; no stream, so
+first audio = end of generation), and a reply served from the cache keeps the one it was made with.
 
 The API key is read from the environment variable named by ``api_key_env`` (default
 ``OPENAI_API_KEY``); a key given as a model_arg is refused, because lm-eval writes model_args
@@ -37,7 +39,9 @@ from lm_eval.api.registry import register_model
 
 from lm_eval_speech import outcomes
 from lm_eval_speech.calls import Caller, CallRequest, CallStats, GenerationParams, check_endpoint, open_cache
-from lm_eval_speech.calls.config import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, CallConfig, cache_file, canonical_json, refuse_secrets
+from lm_eval_speech.calls.config import (
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, CallConfig, cache_file, canonical_json, config_from_settings, refuse_secrets,
+)
 from lm_eval_speech.calls.openai_chat import api_key
 from lm_eval_speech.models._base import SpeechLM, request_where, split_audio_prompt
 from lm_eval_speech.speech.audio import clip_array, clip_digest, encode_wav
@@ -48,6 +52,7 @@ from lm_eval_speech.speech.output import SpokenAnswer
 class OpenAIAudioLM(SpeechLM):
     SPEAKS = True
     LOCAL = False
+    NAME = "openai_audio"  # in the results' config, logs and failure reasons
 
     def __init__(
         self,
@@ -64,33 +69,34 @@ class OpenAIAudioLM(SpeechLM):
         voice: str = "alloy",
         **kwargs: Any,
     ) -> None:
-        refuse_secrets(kwargs, "openai_audio model_args")
+        refuse_secrets(kwargs, f"{self.NAME} model_args")
         super().__init__(**kwargs)
         self.batch_size = 0  # every request with the same gen_kwargs in one concurrent run
         self.system_prompt = str(system_prompt) if system_prompt else None
         self.sampling_rate = int(sampling_rate)
         if self.sampling_rate < 1:
-            raise ValueError(f"openai_audio: sampling_rate must be a positive integer, not {sampling_rate!r}")
+            raise ValueError(f"{self.NAME}: sampling_rate must be a positive integer, not {sampling_rate!r}")
         self.voice = str(voice)
         self.base = {
-            "model": str(model), "name": f"openai_audio {model}", "base_url": str(base_url) if base_url else None,
+            "model": str(model), "name": f"{self.NAME} {model}", "base_url": str(base_url) if base_url else None,
             "api_key_env": str(api_key_env), "max_concurrency": int(max_concurrency), "max_retries": int(max_retries),
             "timeout": float(timeout), "n_mode": "repeat", "preflight": preflight,
         }
         config = self._config(GenerationParams(), speaks=False)  # every setting checked now, not at the first request
         api_key(config)
-        check_endpoint(config, user="openai_audio")
+        self._check_endpoint(config)
         self.cache_path = cache_file(cache)
         self._cache = open_cache(self.cache_path)
         self._callers: list[Caller] = []
 
-    def _config(self, params: GenerationParams, speaks: bool) -> CallConfig:
-        from lm_eval_speech.calls import config_from_settings
+    def _check_endpoint(self, config: CallConfig) -> None:
+        check_endpoint(config, user=self.NAME)
 
+    def _config(self, params: GenerationParams, speaks: bool) -> CallConfig:
         modalities = {"modalities": ["text"]}
         if speaks:
             modalities = {"modalities": ["text", "audio"], "audio": {"voice": self.voice, "format": "wav"}}
-        return config_from_settings({**self.base, **params.given(), "extra_body": modalities}, where="openai_audio")
+        return config_from_settings({**self.base, **params.given(), "extra_body": modalities}, where=self.NAME)
 
     def get_model_info(self) -> dict:
         """Merged by lm_eval into the results' ``config``: settings and accounting, never the key."""
@@ -100,7 +106,7 @@ class OpenAIAudioLM(SpeechLM):
             stats.add(caller.stats)
         return {
             **super().get_model_info(),
-            "openai_audio": {
+            self.NAME: {
                 "model": config.model, "endpoint": config.endpoint, "api_key_env": config.api_key_env,
                 "sampling_rate": self.sampling_rate, "system_prompt": self.system_prompt, "voice": self.voice,
                 "speech_output": self.speech.mode, "cache": str(self.cache_path) if self.cache_path else None,
@@ -132,41 +138,49 @@ class OpenAIAudioLM(SpeechLM):
             for start in range(0, len(groups), 64):
                 part = groups[start : start + 64]
                 batch = [CallRequest(self._messages(requests[g[0]]), request_where(requests[g[0]])) for g in part]
-                for indexes, outputs in zip(part, caller.run(batch, desc=f"openai_audio {self.base['model']}"), strict=True):
+                for indexes, outputs in zip(part, caller.run(batch, desc=self.base["name"]), strict=True):
                     for occurrence, index in enumerate(indexes):
                         results[index] = self._answer(requests[index], outputs[occurrence % n], speaks)
         return results
 
     def _answer(self, request: Instance, output, speaks: bool):
-        where = request_where(request)
+        where, name = request_where(request), self.base["name"]
         if not output.ok:
-            return outcomes.failed(request.task_name, where, f"openai_audio {self.base['model']}: {output.error}")
+            return outcomes.failed(request.task_name, where, f"{name}: {where}: {output.error}")
         if not speaks:
             return output.text
         if not output.audio:
-            return outcomes.failed(request.task_name, where, f"openai_audio {self.base['model']}: the reply has no audio")
+            return outcomes.failed(request.task_name, where, f"{name}: {where}: the reply has no audio")
         import soundfile as sf
 
         try:
             audio, rate = sf.read(io.BytesIO(base64.b64decode(output.audio)), dtype="float32", always_2d=True)
         except (ValueError, RuntimeError, sf.LibsndfileError) as error:
-            return outcomes.failed(request.task_name, where, f"openai_audio {self.base['model']}: unreadable reply audio ({error})")
-        return SpokenAnswer(output.text, audio.mean(axis=1), rate)
+            return outcomes.failed(request.task_name, where, f"{name}: {where}: unreadable reply audio ({error})")
+        # the call's own timing (a cached reply keeps the one it was made with), not the concurrent batch's
+        return SpokenAnswer(output.text, audio.mean(axis=1), rate, output.timing)
 
-    def _messages(self, request: Instance) -> list[dict]:
+    def _prompt(self, request: Instance) -> list[str | np.ndarray]:
+        """The prompt in order: text pieces, and each clip as float mono at ``sampling_rate`` (within [-1, 1])."""
         where = request_where(request)
         clips = request.args[2]["audio"]
-        content = []
+        parts: list[str | np.ndarray] = []
         for part in split_audio_prompt(request.args[0], len(clips), where=where):
             if part["type"] == "text":
-                content.append({"type": "text", "text": part["text"]})
+                parts.append(part["text"])
                 continue
-            clip = clips[int(part["audio_url"].rsplit("-", 1)[1]) - 1]
-            array = clip_array(clip, self.sampling_rate, item=where)
+            array = clip_array(clips[int(part["audio_url"].rsplit("-", 1)[1]) - 1], self.sampling_rate, item=where)
             peak = float(np.max(np.abs(array))) if array.size else 0.0
-            if peak > 1.0:  # 16-bit PCM cannot hold it: scale down rather than clip
-                array = array / peak
-            data = base64.b64encode(encode_wav(array, self.sampling_rate)).decode("ascii")
-            content.append({"type": "input_audio", "input_audio": {"data": data, "format": "wav"}})
+            parts.append(array / peak if peak > 1.0 else array)  # 16-bit PCM cannot hold it: scale down rather than clip
+        return parts
+
+    def _messages(self, request: Instance) -> list[dict]:
+        content = []
+        for part in self._prompt(request):
+            if isinstance(part, str):
+                content.append({"type": "text", "text": part})
+            else:
+                data = base64.b64encode(encode_wav(part, self.sampling_rate)).decode("ascii")
+                content.append({"type": "input_audio", "input_audio": {"data": data, "format": "wav"}})
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return messages + [{"role": "user", "content": content}]

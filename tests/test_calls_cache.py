@@ -18,6 +18,7 @@ import pytest
 from lm_eval_speech import paths
 from lm_eval_speech.calls import CallCache, Caller, CallRequest, config_from_settings, open_cache
 from lm_eval_speech.calls.config import cache_file
+from lm_eval_speech.speech.latency import Timing
 
 from fake_openai import FakeOpenAI
 
@@ -98,7 +99,7 @@ def test_the_old_layers_files_are_imported_once_and_their_keys_still_hit(tmp_pat
 
     cache = CallCache(tmp_path / "calls.sqlite")
     assert len(cache) == 5
-    assert cache.get_many(["f" * 64]) == {"f" * 64: ("spoken reply", "stop", "UklGRg==")}
+    assert cache.get_many(["f" * 64]) == {"f" * 64: ("spoken reply", "stop", "UklGRg==", None)}  # no timing: written before timings
     # SIB's judge at an address where nobody listens: a single request would fail, so every output is a hit
     caller = Caller(config_from_settings(SIB_JUDGE), cache)
     [outputs] = caller.run([CallRequest(MESSAGES, "item 0")])
@@ -110,6 +111,18 @@ def test_the_old_layers_files_are_imported_once_and_their_keys_still_hit(tmp_pat
     assert len(CallCache(tmp_path / "calls.sqlite")) == 5
     # only the default file name imports: a cache of another name is the user's own
     assert len(CallCache(tmp_path / "mine.sqlite")) == 0
+
+
+def test_a_file_from_before_timings_gains_the_column_and_keeps_its_rows(tmp_path):
+    before = OLD_SCHEMA.replace("created REAL NOT NULL", "created REAL NOT NULL, audio TEXT, request TEXT")
+    write_legacy(tmp_path / "mine.sqlite", [("a" * 64, "old reply")], before)
+    cache = CallCache(tmp_path / "mine.sqlite")
+    taken = Timing(total_s=2.5, first_text_s=0.4, first_audio_s=0.6, streamed=True)
+    cache.put("b" * 64, "gpt-realtime", "new reply", "stop", "UklGRg==", None, taken)
+    found = cache.get_many(["a" * 64, "b" * 64])
+    assert found["a" * 64].timing is None and found["a" * 64].text == "old reply"
+    assert found["b" * 64] == ("new reply", "stop", "UklGRg==", taken)
+    assert CallCache(tmp_path / "mine.sqlite").get_many(["b" * 64])["b" * 64].timing == taken  # as read by a later run
 
 
 def test_an_unreadable_old_file_is_skipped(tmp_path, caplog):

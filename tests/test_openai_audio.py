@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import threading
+import time
 import types
 
 import lm_eval
@@ -25,6 +26,7 @@ from lm_eval_speech.calls import CallConfigError, EndpointUnavailable
 from lm_eval_speech.models.openai_audio import OpenAIAudioLM
 from lm_eval_speech.options import OptionError
 from lm_eval_speech.outcomes import FailedGeneration
+from lm_eval_speech.speech.output import speech_of
 
 from builders import tone
 from conftest import TASKS_DIR
@@ -139,6 +141,24 @@ def test_a_failed_call_is_a_failed_generation(tmp_path):
     with FakeOpenAI(faults=fault_always("500")) as server:
         [out] = model(server, tmp_path, max_retries=0).generate_until([request("<audio>q", [clip()])])
     assert isinstance(out, FailedGeneration) and "500" in out.reason and server.calls == 1
+
+
+def test_each_spoken_answer_reports_its_own_calls_latency(tmp_path):
+    def responder(body, index):
+        if "slow" in last_user_text(body):
+            time.sleep(0.6)
+        return "three spoken words"
+
+    spoken = {**GREEDY, "speech_output": True}
+    with FakeOpenAI(responder=responder) as server:
+        lm = model(server, tmp_path, speech_dir=str(tmp_path / "speech"))
+        slow, fast = lm.generate_until([request("<audio>slow", [clip()], spoken, doc_id=0),
+                                        request("<audio>fast", [clip()], spoken, doc_id=1)])
+    slow_latency, fast_latency = speech_of(slow)["latency"], speech_of(fast)["latency"]
+    # the two calls ran at once: the batch's wall time would give both the slow one's
+    assert slow_latency["total_s"] >= 0.6 > fast_latency["total_s"]
+    assert (fast_latency["streamed"], fast_latency["first_audio_at_end"], fast_latency["first_text_s"]) == (False, True, None)
+    assert fast_latency["first_audio_s"] == fast_latency["total_s"]
 
 
 def test_loglikelihood_is_refused_naming_the_task(tmp_path):

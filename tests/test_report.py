@@ -307,13 +307,13 @@ def test_a_file_without_sib_tasks_is_skipped_with_a_warning(runs, tmp_path):
     other = write_results(tmp_path / "other", {"gsm8k": {"alias": "gsm8k", "exact_match,strict-match": 0.5}}, model_name="x", date=LATER)
     warnings: list[str] = []
     [report] = build_reports([other, runs["glm"]], warn=warnings.append)
-    assert warnings == [f"{other}: no SpeechInstructBench / JASCO tasks in its results; skipped"]
+    assert warnings == [f"{other}: no SpeechInstructBench / JASCO / S2S-Arena tasks in its results; skipped"]
     assert "| x |" not in report.markdown
 
 
 def test_no_sib_tasks_anywhere_is_an_error(tmp_path):
     other = write_results(tmp_path, {"gsm8k": {"exact_match,strict-match": 0.5}}, model_name="x", date=LATER)
-    with pytest.raises(ReportError, match="no SpeechInstructBench / JASCO results"):
+    with pytest.raises(ReportError, match="no SpeechInstructBench / JASCO / S2S-Arena results"):
         build_reports([other], warn=lambda message: None)
 
 
@@ -356,8 +356,8 @@ def test_cli_exits_2_when_no_input_has_sib_tasks(tmp_path, capsys):
     other = write_results(tmp_path, {"gsm8k": {"exact_match,strict-match": 0.5}}, model_name="x", date=LATER)
     assert main(["report", str(other)]) == 2
     err = capsys.readouterr().err
-    assert f"warning: {other}: no SpeechInstructBench / JASCO tasks" in err
-    assert "error: no SpeechInstructBench / JASCO results" in err
+    assert f"warning: {other}: no SpeechInstructBench / JASCO / S2S-Arena tasks" in err
+    assert "error: no SpeechInstructBench / JASCO / S2S-Arena results" in err
 
 
 def test_cli_rejects_an_unknown_benchmark(runs):

@@ -263,7 +263,7 @@ def test_only_the_jasco_task_is_read(tmp_path):
     data = json.loads(path.read_text(encoding="utf-8"))
     data["results"] = {"jasco_v2": data["results"]["jasco"]}  # a look-alike name is not this benchmark
     path.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(ReportError, match="no SpeechInstructBench / JASCO results"):
+    with pytest.raises(ReportError, match="no SpeechInstructBench / JASCO / S2S-Arena results"):
         build_reports([path], warn=lambda message: None)
 
 

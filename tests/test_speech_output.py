@@ -144,6 +144,7 @@ def test_openai_audio_speaks_when_asked_and_replays_the_audio_from_its_cache(tmp
         data, rate = sf.read(record["path"])
         assert rate == record["sampling_rate"] == SPOKEN_RATE
         assert record["duration"] == pytest.approx(0.1 * len(reply.split()), abs=1e-3) == len(data) / rate
+        assert record["latency"]["streamed"] is False and record["latency"]["first_audio_s"] == record["latency"]["total_s"] > 0
         server.reset_counters()
         replayed, _ = make().generate_until([asked, plain])
         assert server.calls == 0 and speech_of(replayed) == record  # the audio came back from the cache

@@ -20,6 +20,7 @@ from lm_eval_speech.arena.runs import ModelRun, RunError, parse_run_argument, re
 from lm_eval_speech.calls import check_endpoint, config_from_settings, open_cache
 from lm_eval_speech.calls.config import cache_file
 from lm_eval_speech.judging.config import CACHE_ENV
+from lm_eval_speech.speech import latency
 
 logger = logging.getLogger("lm_eval_speech.arena")
 
@@ -148,6 +149,9 @@ def run_arena(
     }
     board["runs"] = {run.label: {"folder": str(run.folder), "answers": len(run.answers), "unspoken": run.unspoken,
                                  "failed": run.failed} for run in runs}
+    # How fast each model answered, from the latency its lm_eval run logged with every spoken answer.
+    board["latency"] = {run.label: latency.summary([(a.speech or {}).get("latency") for a in run.answers.values()])
+                        for run in runs}
     if acoustics and runs:
         from lm_eval_speech.arena.acoustics import model_acoustics
 
@@ -171,18 +175,21 @@ def _notes(board: dict) -> str:
     judging_info = board["judging"]
     if board.get("acoustics"):
         lines += ["## Spoken answers", "",
-                  "| model | answers | mean duration (s) | DNSMOS OVRL | DNSMOS SIG | DNSMOS BAK | ASR WER (text vs speech) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| model | answers | mean duration (s) | DNSMOS OVRL | DNSMOS SIG | DNSMOS BAK | ASR WER (text vs speech) "
+                  "| speaker consistency |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for label, figures in board["acoustics"].items():
             dnsmos = figures.get("dnsmos") or {}
             lines.append(
                 f"| {label} | {figures['with_audio']} | {_num((figures.get('duration') or {}).get('mean'))} | "
                 f"{_num(dnsmos.get('ovrl_mos'))} | {_num(dnsmos.get('sig_mos'))} | {_num(dnsmos.get('bak_mos'))} | "
-                f"{_num((figures.get('asr') or {}).get('wer'))} |"
+                f"{_num((figures.get('asr') or {}).get('wer'))} | {_num((figures.get('speaker') or {}).get('consistency'))} |"
             )
-            for problem in figures.get("problems", [])[:5] + dnsmos.get("reasons", [])[:3]:
-                lines.append(f"| | {problem} | | | | | |")
+            speaker_reasons = (figures.get("speaker") or {}).get("reasons", [])
+            for problem in figures.get("problems", [])[:5] + dnsmos.get("reasons", [])[:3] + speaker_reasons[:3]:
+                lines.append(f"| | {problem} | | | | | | |")
         lines.append("")
+    lines += _latency_table(board.get("latency") or {})
     lines.append(
         f"Battles: {judging_info['battles']} ({judging_info['judged']} judged automatically, {judging_info['human']} human); "
         f"position-swap disagreements: {judging_info['inconsistent_pairs']} (policy: {judging_info['swap_policy']}); "
@@ -196,6 +203,25 @@ def _notes(board: dict) -> str:
                 f"- {run}: {len(info['unspoken'])} answers without audio, {len(info['failed'])} failed generations (not in battles)"
             )
     return "\n".join(lines) + "\n"
+
+
+def _latency_table(by_model: dict) -> list[str]:
+    """Median / p90 of each model's answer latency; nothing when no run logged any (runs from before it was recorded)."""
+    if not any(figures["total_s"]["answers"] for figures in by_model.values()):
+        return []
+    lines = ["## Answer latency", "",
+             "| model | answers timed | first text (s) | first audio (s) | generation (s) | RTF | measured on | batch | streamed |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---|"]
+    for label, figures in by_model.items():
+        cells = [f"{_num(figures[field]['median'])} / {_num(figures[field]['p90'])}" for field in latency.FIELDS]
+        where = figures["measured_at"]
+        streamed = "yes" if where["streamed"] == [True] else "no (first audio = end of generation)" if where["streamed"] == [False] \
+            else "mixed" if where["streamed"] else "–"
+        lines.append(f"| {label} | {figures['total_s']['answers']} | {' | '.join(cells)} | {', '.join(where['devices']) or '–'} | "
+                     f"{', '.join(map(str, where['batch_sizes'])) or '–'} | {streamed} |")
+    lines += ["", "Latency cells: median / p90 over the model's spoken answers, seconds from the start of generation; "
+              "RTF: generation time / answer duration.", ""]
+    return lines
 
 
 def _num(value) -> str:

@@ -6,7 +6,9 @@ whether it came from one request or four. Beside the key each row keeps a readab
 the request (model, endpoint, settings, the messages with audio and long text shortened), so a
 person can see what was paid for. Rows are committed as each call returns: a run killed
 mid-judging keeps everything it paid for. WAL mode lets several accelerate ranks write at once.
-No request header (and so no API key) is ever stored.
+No request header (and so no API key) is ever stored. A spoken reply keeps its audio and how long
+it took (``timing``, the :class:`~lm_eval_speech.speech.latency.Timing` as JSON), so a replay
+reports the latency the endpoint had, not the cache's.
 
 The default file is ``calls.sqlite`` in the cache folder; the first time it is opened, the rows
 of the files that served judges and API models before (``judge.sqlite``, ``openai_audio.sqlite``
@@ -16,12 +18,16 @@ beside it) are imported, so nothing paid for is paid again.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sqlite3
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 from lm_eval_speech.calls.config import canonical_json
+from lm_eval_speech.speech.latency import Timing
 
 logger = logging.getLogger("lm_eval_speech.calls")
 
@@ -36,7 +42,8 @@ CREATE TABLE IF NOT EXISTS judge_outputs (
     finish_reason TEXT,
     created REAL NOT NULL,
     audio TEXT,
-    request TEXT
+    request TEXT,
+    timing TEXT
 )
 """
 
@@ -67,6 +74,24 @@ def request_summary(identity: dict, messages: list[dict], sampling: dict) -> str
     })
 
 
+class Stored(NamedTuple):
+    """One cached output."""
+
+    text: str
+    finish_reason: str | None
+    audio: str | None = None
+    timing: Timing | None = None
+
+
+def _timing(stored: str | None) -> Timing | None:
+    if not stored:
+        return None
+    try:
+        return Timing(**json.loads(stored))
+    except (ValueError, TypeError):  # a row from another version: the output is good, its timing unknown
+        return None
+
+
 class CallCache:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -81,7 +106,7 @@ class CallCache:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(judge_outputs)")}
-        for column in ("audio", "request"):  # files written before spoken replies / summaries were stored
+        for column in ("audio", "request", "timing"):  # files written before spoken replies / summaries / timings were stored
             if column not in columns:
                 self._db.execute(f"ALTER TABLE judge_outputs ADD COLUMN {column} TEXT")
         if new and self.path.name == "calls.sqlite":
@@ -110,24 +135,25 @@ class CallCache:
                 if attached:
                     self._db.execute("DETACH DATABASE legacy")
 
-    def get_many(self, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
-        """``key -> (text, finish_reason, audio)`` for the keys stored."""
+    def get_many(self, keys: list[str]) -> dict[str, Stored]:
+        """``key -> Stored(text, finish_reason, audio, timing)`` for the keys stored."""
         found = {}
         for start in range(0, len(keys), 500):  # SQLite caps bound parameters
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, text, finish, audio in self._db.execute(
-                f"SELECT key, text, finish_reason, audio FROM judge_outputs WHERE key IN ({marks})", chunk
+            for key, text, finish, audio, timing in self._db.execute(
+                f"SELECT key, text, finish_reason, audio, timing FROM judge_outputs WHERE key IN ({marks})", chunk
             ):
-                found[key] = (text, finish, audio)
+                found[key] = Stored(text, finish, audio, _timing(timing))
         return found
 
     def put(self, key: str, caller: str, text: str, finish_reason: str | None, audio: str | None = None,
-            request: str | None = None) -> None:
+            request: str | None = None, timing: Timing | None = None) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO judge_outputs (key, judge, text, finish_reason, created, audio, request) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, caller, text, finish_reason, time.time(), audio, request),
+            "INSERT OR REPLACE INTO judge_outputs (key, judge, text, finish_reason, created, audio, request, timing) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, caller, text, finish_reason, time.time(), audio, request,
+             None if timing is None else canonical_json(asdict(timing))),
         )
 
     def __len__(self) -> int:

@@ -3,7 +3,9 @@
 ``Caller(config, cache).run(requests)`` returns, per request, ``n`` :class:`CallOutput` in sample
 order. An output comes from the cache when the same model already answered the same messages
 with the same settings; otherwise it is requested (all missing outputs of a request in one call
-with ``n`` choices where the endpoint honours ``n``) and stored as soon as it returns. A request
+with ``n`` choices where the endpoint honours ``n``) and stored as soon as it returns, with its
+timing where the backend measures one (a cached output reports the timing it was made with).
+``backend: realtime`` calls OpenAI's Realtime API (:mod:`calls.openai_realtime`). A request
 that still fails after the retries (:mod:`calls.openai_chat`) becomes failed outputs carrying the
 reason and its kind: never an empty string or a guess. With ``mode: batch`` the missing requests
 go through OpenAI's Batch API instead (:mod:`calls.batch`).
@@ -24,6 +26,7 @@ from lm_eval_speech.calls.accounting import CallStats
 from lm_eval_speech.calls.cache import CallCache, request_summary, sample_key
 from lm_eval_speech.calls.config import CallConfig
 from lm_eval_speech.calls.openai_chat import CallFailed, Completion
+from lm_eval_speech.speech.latency import Timing
 
 logger = logging.getLogger("lm_eval_speech.calls")
 MAX_LOGGED_FAILURES = 20
@@ -44,6 +47,7 @@ class CallOutput:
     cached: bool = False
     finish_reason: str | None = None
     audio: str | None = None  # base64 audio of a spoken reply
+    timing: Timing | None = None  # how long the answer took when it was made (a cached one keeps it)
 
     @property
     def ok(self) -> bool:
@@ -87,6 +91,10 @@ def make_backend(config: CallConfig, stats: CallStats):
         from lm_eval_speech.calls.local import LocalChat
 
         return LocalChat(config, stats)
+    if config.backend == "realtime":
+        from lm_eval_speech.calls.openai_realtime import OpenAIRealtime
+
+        return OpenAIRealtime(config, stats)
     from lm_eval_speech.calls.openai_chat import OpenAIChat
 
     return OpenAIChat(config, stats)
@@ -132,8 +140,9 @@ class Caller:
             for i, row in enumerate(keys):
                 for j, key in enumerate(row):
                     if key in found:
-                        text, finish, audio = found[key]
-                        results[i][j] = CallOutput(text, cached=True, finish_reason=finish, audio=audio)
+                        stored = found[key]
+                        results[i][j] = CallOutput(stored.text, cached=True, finish_reason=stored.finish_reason,
+                                                   audio=stored.audio, timing=stored.timing)
                         hits += 1
         self.stats.cache_hits += hits
         todo = [(i, [j for j in range(n) if results[i][j] is None]) for i in range(len(requests))]
@@ -203,13 +212,14 @@ class Caller:
         self.stats.prompt_tokens += completion.prompt_tokens
         self.stats.completion_tokens += completion.completion_tokens
         audios = completion.audios or [None] * len(completion.texts)
-        for j, text, finish, audio in zip(indexes, completion.texts, completion.finish_reasons, audios):
+        timings = completion.timings or [None] * len(completion.texts)
+        for j, text, finish, audio, timing in zip(indexes, completion.texts, completion.finish_reasons, audios, timings):
             if text is None:
                 self._fail(request, slots, [j], f"the model returned no text (finish_reason={finish!r})", "other")
                 continue
             if self.cache is not None:
-                self.cache.put(keys[j], self.config.name, text, finish, audio, self._summaries.get(position))
-            slots[j] = CallOutput(text, finish_reason=finish, audio=audio)
+                self.cache.put(keys[j], self.config.name, text, finish, audio, self._summaries.get(position), timing)
+            slots[j] = CallOutput(text, finish_reason=finish, audio=audio, timing=timing)
             self._bar.update(1)
 
     def _fail(self, request: CallRequest, slots: list, indexes: list[int], reason: str, kind: str) -> None:

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,20 @@ def dequantized_copy(gguf: Path) -> Path:
     return target
 
 
-def generate_text(model, tokenizer, inputs, params: GenerationParams, schema: dict | None = None) -> list[list[str]]:
+class FirstStepClock:
+    """A logits processor that only notes when generation produced its first token (the prompt is read)."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+
+    def __call__(self, input_ids, scores):
+        if self.first is None:
+            self.first = time.perf_counter()
+        return scores
+
+
+def generate_text(model, tokenizer, inputs, params: GenerationParams, schema: dict | None = None,
+                  clock: FirstStepClock | None = None) -> list[list[str]]:
     """``model.generate`` on a left-padded batch: ``params.n`` new texts per row, each cut at the stop strings."""
     import torch
     from lm_eval.models.utils_hf import stop_sequences_criteria
@@ -135,6 +149,10 @@ def generate_text(model, tokenizer, inputs, params: GenerationParams, schema: di
         from lm_eval_speech.calls.constrained import constrained_generate_kwargs
 
         kwargs.update(constrained_generate_kwargs(tokenizer, schema, rows * sequences))
+    if clock is not None:
+        from transformers import LogitsProcessorList
+
+        kwargs["logits_processor"] = LogitsProcessorList([*kwargs.get("logits_processor", []), clock])
     if params.seed is not None:
         torch.manual_seed(int(params.seed))
     with torch.inference_mode():

@@ -7,6 +7,11 @@ with exponential backoff and full jitter, or exactly the server's ``Retry-After`
 other 4xx (a bad request stays bad). A request that still fails raises :class:`CallFailed`
 naming the kind of failure (``refused`` is not ``timeout``: the aiohttp transport reports a
 refused connection as a timeout, so the cause chain is read).
+
+Each answer's timing (:class:`~lm_eval_speech.speech.latency.Timing`) is the wall time of the
+attempt that succeeded, from taking its limiter slot to the parsed reply: no stream, so its first
+text and audio are at the end (``first_audio_s`` None, ``streamed`` False); every choice of a
+request shares it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from lm_eval_speech.calls import endpoints
 from lm_eval_speech.calls.accounting import CallStats
 from lm_eval_speech.calls.config import OPENAI, CallConfig, CallConfigError
 from lm_eval_speech.calls.params import GenerationParams
+from lm_eval_speech.speech.latency import Timing
 
 # Local servers (vLLM, llama.cpp) accept any key unless started with one.
 LOCAL_SERVER_KEY = "no-key-needed"
@@ -46,6 +52,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     audios: list[str | None] | None = None  # base64 audio of spoken replies (modalities with "audio")
+    timings: list[Timing | None] | None = None  # how long each choice took (speech.latency), where the backend measures it
 
 
 def api_key(config: CallConfig) -> str:
@@ -195,6 +202,8 @@ class OpenAIChat:
             usage = response.usage
             completion_tokens = getattr(usage, "completion_tokens", 0) or 0
             self.limiter.release(started, endpoints.OK, tokens=completion_tokens or None)
+            # the successful attempt, sent to answered: failed attempts and the wait for a slot are not the model's time
+            timing = Timing(total_s=time.monotonic() - started)
             choices = sorted(response.choices or [], key=lambda c: c.index)
             return Completion(
                 texts=[None if (t := _reply_text(c.message)) is None else params.cut(t) for c in choices],
@@ -202,6 +211,7 @@ class OpenAIChat:
                 finish_reasons=[c.finish_reason for c in choices],
                 prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                 completion_tokens=completion_tokens,
+                timings=[timing] * len(choices),
             )
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lm_eval_speech.report import jasco, speechinstruct
+from lm_eval_speech.report import jasco, speechinstruct, spoken
 from lm_eval_speech.report.results import (
     MergedResults,
     ReportError,
@@ -23,7 +23,7 @@ from lm_eval_speech.report.results import (
 
 __all__ = ["BENCHMARKS", "Report", "ReportError", "build_reports"]
 
-BENCHMARKS = {module.NAME: module for module in (speechinstruct, jasco)}
+BENCHMARKS = {module.NAME: module for module in (speechinstruct, jasco, spoken)}
 
 logger = logging.getLogger(__name__)
 

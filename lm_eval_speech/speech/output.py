@@ -7,7 +7,8 @@
   keeps runs of different models (and sampled repeats) in one output folder apart, and a
   replay from ``--use_cache`` keeps pointing at the file it made.
 * Each logged sample gets a ``speech_output`` list (one record per response, ``None`` where a
-  response has no audio): ``path``, ``sampling_rate``, ``duration`` (s), ``sha256``, and
+  response has no audio): ``path``, ``sampling_rate``, ``duration`` (s), ``sha256``, ``latency``
+  (:mod:`lm_eval_speech.speech.latency`: first text, first audio, total, real-time factor), and
   ``transcript`` (Whisper's reading of the audio) when the task asks for one.
 
 A task asks through its ``generation_kwargs``: ``speech_output: true`` (answer in speech) and
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from lm_eval_speech.options import as_bool
+from lm_eval_speech.speech import latency
+from lm_eval_speech.speech.latency import Timing
 from lm_eval_speech.paths import cache_root
 
 logger = logging.getLogger("lm_eval_speech.speech.output")
@@ -60,6 +63,7 @@ class SpokenAnswer:
     text: str
     audio: np.ndarray
     sampling_rate: int
+    timing: Timing | None = None  # None: the model base times the batch (first audio at its end)
 
 
 class SpeechResponse(str):
@@ -174,9 +178,13 @@ class SpeechOutput:
             return ""
         return self._asr.transcribe(resample(array, int(sampling_rate), WHISPER_RATE))
 
-    def respond(self, request, text: str, audio: np.ndarray, sampling_rate: int, ask: SpeechAsk) -> SpeechResponse:
-        """The response for one request: its text, with its audio written (and transcribed if asked)."""
+    def respond(self, request, text: str, audio: np.ndarray, sampling_rate: int, ask: SpeechAsk, *,
+                timing: Timing, batch_size: int = 1) -> SpeechResponse:
+        """The response for one request: its text, with its audio written (and transcribed if asked)
+        and how long it took (:mod:`lm_eval_speech.speech.latency`)."""
         record = self.write(audio, sampling_rate, task=str(request.task_name), doc_id=int(request.doc_id))
+        device = str(self._device) if self._device is not None else "remote"  # an API model: its server's hardware
+        record["latency"] = latency.record(timing, record["duration"], batch_size, device)
         if ask.transcript:
             record["transcript"] = self.transcribe(audio, sampling_rate)
         return SpeechResponse(text, record)
