@@ -1,4 +1,4 @@
-"""S2S-Arena acoustics: DNSMOS through speechmos, text-vs-transcript error rates, one model's figures."""
+"""S2S-Arena acoustics: one model's figures over its run's answers (the metrics themselves: test_speech_quality.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lm_eval_speech.arena.acoustics import DNSMOS_KEYS, asr_consistency, dnsmos_scores, model_acoustics, normalize_text
-from lm_eval_speech.speech.audio import AudioError, load_audio, resample
+from lm_eval_speech.arena.acoustics import DNSMOS_KEYS, model_acoustics
+from lm_eval_speech.speech.audio import load_audio, resample
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = "The quick brown fox jumps over the lazy dog, and the arena asks how well each model speaks."
@@ -33,87 +33,6 @@ def speech_wav(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("speech") / "answer.wav"
     sf.write(path, audio, PIPER_RATE, subtype="PCM_16")
     return path
-
-
-def _write(path: Path, audio: np.ndarray, rate: int = 16000) -> Path:
-    sf.write(path, np.asarray(audio, dtype=np.float32), rate, subtype="PCM_16")
-    return path
-
-
-def test_dnsmos_rates_speech_well_above_white_noise(speech_wav):
-    from speechmos import dnsmos as speechmos_dnsmos
-
-    speech = dnsmos_scores(speech_wav)
-    sessions = speechmos_dnsmos.dnsmos
-    # Full-scale noise at 22.05 kHz: soxr overshoots past 1.0, which speechmos would reject unclipped.
-    noise = np.random.default_rng(0).uniform(-1.0, 1.0, 3 * PIPER_RATE).astype(np.float32)
-    assert np.abs(resample(noise, PIPER_RATE, 16000)).max() > 1.0
-    noisy = dnsmos_scores(noise, PIPER_RATE)
-    print(f"DNSMOS speech {speech} noise {noisy}")
-
-    assert set(speech) == set(noisy) == set(DNSMOS_KEYS)
-    assert all(isinstance(v, float) and 0.5 < v < 5.5 for v in [*speech.values(), *noisy.values()])
-    assert speech["ovrl_mos"] > 2.5 and noisy["ovrl_mos"] < 1.6
-    assert speech["ovrl_mos"] - noisy["ovrl_mos"] > 1.0
-    assert speech["sig_mos"] > noisy["sig_mos"] and speech["bak_mos"] > noisy["bak_mos"]
-    assert speechmos_dnsmos.dnsmos is sessions  # ONNX sessions built once per process
-
-
-@pytest.mark.timeout(60)  # speechmos itself would spin forever on empty audio
-def test_dnsmos_refuses_what_it_cannot_score_and_names_the_file(tmp_path):
-    empty = tmp_path / "empty.wav"
-    sf.write(empty, np.zeros(0, np.float32), 16000)
-    cases = [
-        (empty, "0 frames"),
-        (tmp_path / "absent.wav", "not found"),
-        (_write(tmp_path / "short.wav", 0.3 * np.sin(np.arange(8000) / 5)), "too short"),
-        (_write(tmp_path / "silent.wav", np.zeros(3 * 16000)), "silent"),
-    ]
-    for path, reason in cases:
-        with pytest.raises(AudioError, match=reason) as caught:
-            dnsmos_scores(path)
-        assert str(path) in str(caught.value)
-    with pytest.raises(AudioError, match="<array>.*0 frames"):
-        dnsmos_scores(np.zeros(0, np.float32), 16000)
-    with pytest.raises(AudioError, match="full scale"):
-        dnsmos_scores(np.full(32000, 1.5, np.float32), 16000)
-    with pytest.raises(AudioError, match="sampling_rate"):
-        dnsmos_scores(np.zeros(32000, np.float32))
-
-
-def test_normalisation_lowercases_strips_punctuation_and_symbols():
-    assert normalize_text("  **Don't** stop—KEEP going!  100%\n") == "dont stop keep going 100"
-    assert normalize_text("Ｈｅｌｌｏ，世界。") == "hello 世界"
-
-
-def test_asr_consistency_matches_hand_counted_wer():
-    pairs = [
-        ("The cat sat on the mat.", "the cat sat on a mat"),  # 6 words, 1 substitution
-        ("Hello, world!", "hello there world"),  # 2 words, 1 insertion
-        ("Don't stop—keep going", "Don’t stop."),  # 4 words, 2 deletions
-    ]
-    result = asr_consistency(pairs)
-    assert result["items"] == 3 and result["char_level_items"] == 0
-    assert (result["edits"], result["reference_tokens"]) == (4, 12)
-    assert result["wer"] == pytest.approx(4 / 12)
-    assert result["mean_item_wer"] == pytest.approx((1 / 6 + 1 / 2 + 2 / 4) / 3)
-    perfect = asr_consistency([("Yes, 100%!", "yes 100")])
-    assert perfect["wer"] == 0.0 and perfect["mean_item_wer"] == 0.0
-
-
-def test_asr_consistency_uses_characters_for_cjk_and_counts_empty_text():
-    result = asr_consistency([("今天天气很好。", "今天天气不好"), ("我用Python写代码", "我用 python 写代码")])
-    # 6 + 6 tokens (the Latin word is one); one substitution. Per word it would be 1 of 2.
-    assert result["char_level_items"] == 2
-    assert (result["edits"], result["reference_tokens"]) == (1, 12)
-    assert result["wer"] == pytest.approx(1 / 12)
-    assert result["mean_item_wer"] == pytest.approx((1 / 6 + 0) / 2)
-
-    mixed = asr_consistency([("", "uh hello"), ("one two", "one two")])
-    assert mixed["empty_references"] == 1 and mixed["items"] == 2
-    assert (mixed["edits"], mixed["reference_tokens"]) == (2, 2)  # the stray words count as insertions
-    assert mixed["mean_item_wer"] == 0.0
-    assert asr_consistency([])["wer"] is None
 
 
 @pytest.mark.parametrize("with_dnsmos", [True, False])
@@ -150,8 +69,11 @@ def test_model_acoustics_counts_missing_empty_and_untranscribed(speech_wav, tmp_
     assert (asr["edits"], asr["reference_tokens"]) == (2, words + 2 + 1)  # "world" and "nothing" unsaid
 
     if not with_dnsmos:
-        assert result["dnsmos"] is None
+        assert result["dnsmos"] is None and result["speaker"] is None
         return
+    speaker = result["speaker"]  # the same voice twice, the empty file refused
+    assert (speaker["embedded"], speaker["refused"]) == (2, 1) and str(empty) in speaker["reasons"][0]
+    assert speaker["consistency"] == pytest.approx(1.0) and speaker["min"] == pytest.approx(1.0)
     figures = result["dnsmos"]
     assert (figures["scored"], figures["unscored"]) == (2, 1)
     assert len(figures["reasons"]) == 1 and "item 3" in figures["reasons"][0] and str(empty) in figures["reasons"][0]
@@ -161,3 +83,11 @@ def test_model_acoustics_counts_missing_empty_and_untranscribed(speech_wav, tmp_
 def test_model_acoustics_refuses_misaligned_inputs():
     with pytest.raises(ValueError, match="2 records but 1 texts"):
         model_acoustics([None, None], ["a"], dnsmos=False)
+
+
+def test_the_arena_scores_with_the_quality_metrics_own_functions():
+    from lm_eval_speech.arena import acoustics
+    from lm_eval_speech.speech import quality
+
+    assert acoustics.dnsmos_scores is quality.dnsmos_scores and acoustics.asr_consistency is quality.asr_consistency
+    assert acoustics.speechmos_run is quality.speechmos_run  # the arena command's check for the extra

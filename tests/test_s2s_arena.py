@@ -266,14 +266,21 @@ def test_space_files_map_to_their_task_folders():
 
 
 def test_process_results_counts_spoken_unspoken_and_failed_answers():
-    spoken = SpeechResponse("hello world", {"path": "/a.wav", "sampling_rate": 16000, "duration": 1.5, "transcript": "hello word"})
-    assert utils.process_results({}, [spoken]) == {
-        "spoken_items": 1, "unspoken_items": 0, "failed_items": 0, "speech_seconds": 1.5, "asr_wer": ("hello world", "hello word")}
-    assert utils.process_results({}, ["text"])["unspoken_items"] == 1
-    assert utils.process_results({}, [FailedGeneration("boom")])["failed_items"] == 1
+    doc = {"domain": "entertainment"}
+    spoken = SpeechResponse("hello world", {"path": "/a.wav", "sampling_rate": 16000, "duration": 1.5, "sha256": "ab",
+                                            "transcript": "hello word"})
+    values = utils.process_results(doc, [spoken])
+    assert {k: values[k] for k in ("spoken_items", "unspoken_items", "failed_items", "speech_seconds")} == {
+        "spoken_items": 1, "unspoken_items": 0, "failed_items": 0, "speech_seconds": 1.5}
+    assert values["asr_wer"] == {"task": "s2s_arena_entertainment", "text": "hello world", "transcript": "hello word"}
+    assert values["dnsmos_ovrl"] == {"task": "s2s_arena_entertainment", "path": "/a.wav", "sha256": "ab"}
+    assert values["first_audio_s_median"] is None  # a record without latency (logged before it was measured)
+    text = utils.process_results(doc, ["text"])
+    assert (text["unspoken_items"], text["speech_seconds"], text["asr_wer"]) == (1, None, None)
+    failed = utils.process_results(doc, [FailedGeneration("boom")])
+    assert (failed["failed_items"], failed["unspoken_items"], failed["spoken_items"]) == (1, 0, 0)
+    assert set(values) == set(text) == set(failed)
     assert utils.mean_present([None, 1.0, 2.0]) == 1.5
-    assert utils.corpus_wer([("a b c d", "a b c x"), None, ("e f", "e f")]) == pytest.approx(1 / 6)
-    assert np.isnan(utils.corpus_wer([None, ("", "")]))
 
 
 # -- runs and battles --------------------------------------------------------------------------
@@ -506,6 +513,18 @@ def test_an_arena_between_two_offline_cascades_judged_by_smollm2(tmp_path):
         assert Path(answer.speech["path"]).is_file() and answer.speech["path"].startswith(str(brief / "speech"))
         assert answer.speech["sampling_rate"] == 22050 and answer.speech["duration"] > 0.3
         assert isinstance(answer.speech["transcript"], str)
+    # the spoken-answer quality metrics, on by default, computed when lm-eval aggregated
+    [results_file] = brief.rglob("results_*.json")
+    results = json.loads(results_file.read_text())
+    figures = results["results"]["s2s_arena_entertainment"]
+    quality = results["configs"]["s2s_arena_entertainment"]["metadata"]["lm_eval_speech"]["speech_quality"]
+    assert quality["enabled"] is True and quality["dnsmos"]["spoken"] == 2
+    assert figures["dnsmos_refused_items,none"] == quality["dnsmos"]["refused"]
+    if quality["dnsmos"]["scored"]:
+        assert 1.0 <= figures["dnsmos_ovrl,none"] <= 5.0
+    if quality["speaker"]["scored"] == 2:
+        assert 0.5 < figures["speaker_consistency_min,none"] <= figures["speaker_consistency,none"] <= 1.0
+    assert 0.0 <= figures["asr_wer,none"] and quality["asr_wer"]["items"] == 2
     judge = {"backend": "transformers", "model": "bundled:smollm2", "max_tokens": 16}
     board = run_arena([f"plain={plain}", f"brief={brief}"], tmp_path / "board", judge=judge, lenient=True,
                       judge_cache=str(tmp_path / "judge.sqlite"), bootstrap=50)

@@ -2,9 +2,11 @@
 
 The harness part generates: every model hears the input (standardised to 24 kHz mono as the
 paper did; models then resample to their own rate) and answers in speech through the project's
-speech-output convention. Per-sample metrics here describe the spoken answers (how many, how
-long, and how well Whisper's reading of the audio agrees with the text answer); the battles,
-judges and ratings live in :mod:`lm_eval_speech.arena`.
+speech-output convention. Per-sample metrics here describe the spoken answers: how many, how
+long, how fast (:mod:`lm_eval_speech.speech.latency`) and how well
+(:mod:`lm_eval_speech.speech.quality`: DNSMOS, Whisper's reading of the audio against the text
+answer, one voice throughout; ``--metadata '{"speech_quality": false}'`` skips the audio analysis).
+The battles, judges and ratings live in :mod:`lm_eval_speech.arena`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import datasets
 from lm_eval_speech import __version__, data, provenance
 from lm_eval_speech.speech.audio import load_audio
 from lm_eval_speech.outcomes import is_failure
+from lm_eval_speech.speech import latency, quality
 from lm_eval_speech.speech.output import speech_of
 from lm_eval_speech.tasks.s2s_arena import dataset, taxonomy
 
@@ -36,6 +39,7 @@ def _load(domain: str, metadata: dict) -> datasets.DatasetDict:
     reading = dataset.read_metadata(_metadata_roots(root, source), [relpath for relpath, _ in clips],
                                     dataset.conflict_policy(metadata))
     read_audio = data.flag(metadata, data.LOAD_AUDIO_KEY, True, "s2s_arena")
+    quality.configure(_task_name(domain), metadata, "s2s_arena")
     left_out = set(reading.left_out)
     docs = [
         _doc(relpath, task, reading.fields.get(relpath, {}), str(root / relpath) if read_audio else "")
@@ -49,11 +53,15 @@ def _load(domain: str, metadata: dict) -> datasets.DatasetDict:
         )
     with_metadata = sum(1 for d in docs if d["transcript"])
     provenance.record(
-        f"s2s_arena_{domain}", package_version=__version__,
+        _task_name(domain), package_version=__version__,
         data={**source, "clips": len(docs), "clips_with_transcript": with_metadata, "unassigned_files": unassigned,
               "metadata": reading.counts, "audio_loaded": read_audio, "input_rate": INPUT_RATE},
     )
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
+def _task_name(domain: str) -> str:
+    return f"s2s_arena_{domain}"
 
 
 def _wanted_tasks(metadata: dict) -> list[str] | None:
@@ -126,25 +134,19 @@ def doc_to_audio(doc: dict) -> list[dict]:
 
 def process_results(doc: dict, results: list) -> dict:
     response = results[0]
-    if is_failure(response):
-        return {"spoken_items": 0, "unspoken_items": 0, "failed_items": 1, "speech_seconds": None, "asr_wer": None}
-    record = speech_of(response)
-    if record is None:
-        return {"spoken_items": 0, "unspoken_items": 1, "failed_items": 0, "speech_seconds": None, "asr_wer": None}
-    pair = (str(response), record["transcript"]) if "transcript" in record else None
-    return {"spoken_items": 1, "unspoken_items": 0, "failed_items": 0, "speech_seconds": record["duration"], "asr_wer": pair}
+    record = None if is_failure(response) else speech_of(response)
+    task = _task_name(doc["domain"])
+    return {
+        "spoken_items": int(record is not None),
+        "unspoken_items": int(record is None and not is_failure(response)),
+        "failed_items": int(is_failure(response)),
+        "speech_seconds": record["duration"] if record else None,
+        **latency.task_items(record, task),
+        **quality.task_items(response, task),
+    }
 
 
 def mean_present(items: list) -> float:
     """Mean over the items that have a value (spoken answers); NaN when there are none."""
     values = [float(v) for v in items if v is not None]
     return sum(values) / len(values) if values else float("nan")
-
-
-def corpus_wer(items: list) -> float:
-    """WER of the spoken answers' transcripts against their text answers (see arena.acoustics)."""
-    from lm_eval_speech.arena.acoustics import asr_consistency
-
-    pairs = [tuple(p) for p in items if p is not None]
-    wer = asr_consistency(pairs)["wer"] if pairs else None
-    return float("nan") if wer is None else wer  # no transcript, or only empty text answers
