@@ -20,7 +20,7 @@ from lm_eval_speech.calls.params import GenerationParams
 from lm_eval_speech.options import FALSE, TRUE, OptionError, as_bool, check_known
 from lm_eval_speech.paths import cache_root
 
-BACKENDS = ("openai", "transformers")
+BACKENDS = ("openai", "transformers", "realtime")  # realtime: calls.openai_realtime
 N_MODES = ("auto", "native", "repeat")
 MODES = ("online", "batch")
 OPENAI = "https://api.openai.com/v1"
@@ -89,10 +89,10 @@ class CallConfig:
         if not poll > 0 or poll == float("inf"):
             raise CallConfigError(f"{where}: batch_poll_interval must be a positive number of seconds, not {self.batch_poll_interval!r}")
         object.__setattr__(self, "batch_poll_interval", poll)
+        if self.mode == "batch" and self.backend != "openai":
+            raise CallConfigError(f"{where}: mode=batch needs an OpenAI-compatible endpoint (backend openai)")
         if self.backend == "transformers":
             self.params.to_transformers()  # refuses what generate cannot do, naming what it can
-            if self.mode == "batch":
-                raise CallConfigError(f"{where}: mode=batch needs an OpenAI-compatible endpoint (backend openai)")
         else:
             self.params.to_openai()
         if not self.name:
@@ -127,7 +127,7 @@ class CallConfig:
             "max_concurrency": self.max_concurrency, "initial_concurrency": self.initial_concurrency,
             "max_retries": self.max_retries, "timeout_s": self.timeout,
         }
-        if self.backend == "openai":
+        if self.backend != "transformers":
             info["api_key_env"] = self.api_key_env
         if self.extra_body:
             info["extra_body"] = self.extra_body
