@@ -64,19 +64,21 @@ class ProcessorChatPrompt:
     def _load_processor(
         self, pretrained: str, revision: str | None, trust_remote_code: bool, system_prompt: str | None, sampling_rate: int | None
     ) -> None:
-        import transformers
-
         self.pretrained = pretrained
         self.system_prompt = system_prompt
-        self.processor = transformers.AutoProcessor.from_pretrained(
-            pretrained, revision=revision, trust_remote_code=trust_remote_code
-        )
+        self.processor = self._auto_processor(pretrained, revision, trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         extractor = getattr(self.processor, "feature_extractor", None)
         if sampling_rate is None:
             sampling_rate = getattr(extractor, "sampling_rate", None) or 16000
         self.sampling_rate = int(sampling_rate)
         self.audio_token = getattr(self.processor, "audio_token", None)
+
+    def _auto_processor(self, pretrained: str, revision: str | None, trust_remote_code: bool):
+        """The checkpoint's processor (a hook: a family may build it otherwise where ``AutoProcessor`` cannot)."""
+        import transformers
+
+        return transformers.AutoProcessor.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
 
     # -- prompt (hooks) ----------------------------------------------------------------------
     def _audio_part(self, index: int) -> dict:
@@ -159,10 +161,15 @@ class HFAudioLM(ProcessorChatPrompt, SpeechLM):
         if attn_implementation:
             model_kwargs["attn_implementation"] = attn_implementation
         config = transformers.AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
+        config = self._adapt_config(config)
         cls = resolve_model_class(config, model_class)
         self.model = cls.from_pretrained(pretrained, config=config, **model_kwargs)
         self.model.to(self.device).eval()
         self.audio_kwarg = audio_kwarg or self._detect_audio_kwarg()
+
+    def _adapt_config(self, config):
+        """The checkpoint's config as this run loads it (a hook: e.g. leave out parts the run will not use)."""
+        return config
 
     def _detect_audio_kwarg(self) -> str:
         parameters = inspect.signature(self.processor.__call__).parameters

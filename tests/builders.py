@@ -257,8 +257,8 @@ GLMASR_CHAT_TEMPLATE = (
 )
 
 
-def _trained_bpe(special_tokens: list[str]):
-    """A byte-level BPE (600 tokens) trained on CORPUS, the special tokens first."""
+def _trained_bpe(special_tokens: list[str], corpus: list[str] = CORPUS):
+    """A byte-level BPE (600 tokens) trained on ``corpus``, the special tokens first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     bpe = Tokenizer(models.BPE())
@@ -268,7 +268,7 @@ def _trained_bpe(special_tokens: list[str]):
         vocab_size=600, min_frequency=2, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=special_tokens,
     )
-    bpe.train_from_iterator(CORPUS, trainer)
+    bpe.train_from_iterator(corpus, trainer)
     return bpe
 
 
@@ -367,7 +367,7 @@ def build_tiny_qwen2_5_omni(out: Path, seed: int = 0) -> Path:
 
     Saved: the model, its tokenizer (with the chat template), the Whisper feature extractor, and
     ``spk_dict.pt`` with the two speakers (``from_pretrained`` requires it). No processor config:
-    ``Qwen2_5OmniProcessor`` cannot load here (see :func:`tiny_qwen2_5_omni_processor`).
+    ``Qwen2_5OmniProcessor`` needs torchvision, absent here; the model builds its audio-only processor.
     """
     import torch
     from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration, Qwen2Tokenizer, WhisperFeatureExtractor
@@ -431,27 +431,100 @@ def build_tiny_qwen2_5_omni(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def tiny_qwen2_5_omni_processor(path: Path):
-    """The real ``Qwen2_5OmniProcessor`` over a saved tiny build, without torchvision.
+# -- Qwen3-Omni: MoE thinker (text) + MoE talker (multi-codebook speech codes) + code2wav ----------
+# Modelled on Qwen3-Omni's own template: no default system turn; an audio part becomes
+# <|audio_start|><|audio_pad|><|audio_end|>.
+QWEN3_OMNI_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'audio' or 'audio' in content or 'audio_url' in content %}<|audio_start|><|audio_pad|><|audio_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN3_OMNI_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>", "<|image_pad|>",
+    "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>",
+]
+# The checkpoint's talker_config.speaker_id keys (generate() looks the speaker up in lower case).
+QWEN3_OMNI_SPEAKERS = ("chelsie", "ethan", "aiden")
 
-    Its image processor and video processor need torchvision, absent here: the PIL image
-    processor stands in, and the video processor is left out, which the processor's constructor
-    allows only through its class check (overridden below). Audio and text go through the real
-    processor code: Whisper features, ``<|AUDIO|>`` expanded per clip, the chat template.
+
+def build_tiny_qwen3_omni(out: Path, seed: int = 0) -> Path:
+    """A ~180k-parameter random Qwen3-Omni (MoE thinker + MoE talker + code2wav) saved like the hub checkpoint.
+
+    generate() finds the roles by token id (the talker hears the user turns, speaks from the
+    assistant's), so "system", "user" and "assistant" are single tokens, as in Qwen's vocabulary.
+    The talker's last 1024 codes are its control codes (generate() suppresses them), the first
+    ``codebook`` its speech codes; code2wav keeps the real upsampling (1920 samples per code, 24 kHz).
+    Saved: the model, its tokenizer (with the chat template) and the Whisper feature extractor; no
+    processor config (the processor's video part needs torchvision, absent here: the model builds an
+    audio-only processor from these parts, models/_omni.py).
     """
-    from transformers import AutoTokenizer, Qwen2_5OmniProcessor, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
+    import torch
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer, Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration, WhisperFeatureExtractor
 
-    class TorchvisionFreeProcessor(Qwen2_5OmniProcessor):
-        def check_argument_for_proper_class(self, argument_name, argument):
-            if argument_name == "video_processor" and argument is None:
-                return None
-            return super().check_argument_for_proper_class(argument_name, argument)
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    return TorchvisionFreeProcessor(
-        image_processor=Qwen2VLImageProcessorPil(), video_processor=None, feature_extractor=WhisperFeatureExtractor.from_pretrained(path),
-        tokenizer=tokenizer, chat_template=tokenizer.chat_template,
+    torch.manual_seed(seed)
+    bpe = _trained_bpe(QWEN3_OMNI_SPECIAL_TOKENS, corpus=CORPUS + ["<|im_start|>system\n<|im_start|>user\n<|im_start|>assistant\n"] * 20)
+    merges = json.loads(bpe.to_str())["model"]["merges"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in merges]
+    markers = {"audio_token": "<|audio_pad|>", "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+               "audio_bos_token": "<|audio_start|>", "audio_eos_token": "<|audio_end|>", "vision_bos_token": "<|vision_start|>",
+               "vision_eos_token": "<|vision_end|>"}
+    tokenizer = Qwen2Tokenizer(
+        vocab=bpe.get_vocab(), merges=merges, unk_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens=markers,
     )
+    # Every marker whole (<|im_start|> too: generate() looks for it), at the ids the BPE gave them.
+    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False) for token in QWEN3_OMNI_SPECIAL_TOKENS])
+    tokenizer.chat_template = QWEN3_OMNI_CHAT_TEMPLATE
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN3_OMNI_SPECIAL_TOKENS}
+    roles = {role: tokenizer.convert_tokens_to_ids(role) for role in ("system", "user", "assistant")}
+    eos = ids["<|im_end|>"]
+    mrope = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 1, 1]}  # sums to head_dim / 2 = 4
+    media = dict(audio_token_id=ids["<|audio_pad|>"], image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                 audio_start_token_id=ids["<|audio_start|>"], vision_start_token_id=ids["<|vision_start|>"])
+    moe = dict(num_hidden_layers=2, max_position_embeddings=4096, rope_parameters=mrope, moe_intermediate_size=16,
+               num_experts=4, num_experts_per_tok=2)
+    thinker = dict(
+        audio_config=dict(num_mel_bins=128, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, d_model=16,
+                          max_source_positions=1500, n_window=50, output_dim=32, downsample_hidden_size=8),
+        vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=32,
+                           num_position_embeddings=16, deepstack_visual_indexes=[0]),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=32, num_attention_heads=4, num_key_value_heads=2,
+                         eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, **moe),
+        user_token_id=roles["user"], **media,
+    )
+    codebook = 32
+    control = {"codec_pad_id": codebook, "codec_bos_id": codebook + 1, "codec_eos_token_id": codebook + 2,
+               "codec_nothink_id": codebook + 3, "codec_think_bos_id": codebook + 4, "codec_think_eos_id": codebook + 5}
+    talker = dict(
+        text_config=dict(vocab_size=codebook + 1024, hidden_size=16, intermediate_size=32, num_attention_heads=2, num_key_value_heads=1,
+                         head_dim=8, shared_expert_intermediate_size=16, **moe),
+        code_predictor_config=dict(vocab_size=codebook, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   num_key_value_heads=1, head_dim=8, max_position_embeddings=64, num_code_groups=4),
+        num_code_groups=4, thinker_hidden_size=32, accept_hidden_layer=1, spatial_merge_size=2,
+        speaker_id={name: codebook + 6 + index for index, name in enumerate(QWEN3_OMNI_SPEAKERS)}, **control, **media,
+    )
+    # initializer_range: at the default 0.02 the random vocoder's output (~1e-8) is silence in a 16-bit WAV.
+    code2wav = dict(codebook_size=codebook, hidden_size=16, max_position_embeddings=512, num_attention_heads=2, num_key_value_heads=2,
+                    sliding_window=8, intermediate_size=32, num_hidden_layers=1, num_quantizers=4, decoder_dim=32, initializer_range=0.1)
+    config = Qwen3OmniMoeConfig(
+        thinker_config=thinker, talker_config=talker, code2wav_config=code2wav,
+        im_start_token_id=ids["<|im_start|>"], im_end_token_id=eos, tts_pad_token_id=ids["<tts_pad>"],
+        tts_bos_token_id=ids["<tts_text_bos>"], tts_eos_token_id=ids["<tts_text_eod>"], system_token_id=roles["system"],
+        user_token_id=roles["user"], assistant_token_id=roles["assistant"],
+    )
+    model = Qwen3OmniMoeForConditionalGeneration(config)
+    # transformers 5.25 leaves the talker's experts as allocated (torch.empty: NaN, 1e38): initialise them as the rest.
+    with torch.no_grad():
+        for name, parameter in model.talker.named_parameters():
+            if ".experts." in name:
+                parameter.normal_(0.0, config.talker_config.text_config.initializer_range)
+    extractor = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=30, return_attention_mask=True)
+    _save_tiny(model, extractor, tokenizer, eos, out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def build_tiny_vits(out: Path, seed: int = 0) -> Path:
