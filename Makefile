@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python benchmarks/jasco_judging.py
 	$(BIN)/python benchmarks/audio_lm_throughput.py
 	$(BIN)/python benchmarks/sib_real_data.py
+	$(BIN)/python benchmarks/speech_out_latency.py
 
 lint: install
 	$(BIN)/pip install -q flake8
