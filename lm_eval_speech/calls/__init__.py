@@ -8,7 +8,8 @@
 * :func:`check_endpoint` checks an endpoint once, before any work (``preflight``);
 * :class:`CallCache`: one SQLite cache of every output, with a readable request summary (``cache``);
 * in-process models and generation (``local``), JSON-schema-constrained decoding (``constrained``),
-  OpenAI's Batch API (``batch``).
+  OpenAI's Batch API (``batch``), the Realtime API's sessions (``openai_realtime``);
+* each output carries its call's timing (:class:`lm_eval_speech.speech.latency.Timing`), cached with it.
 """
 
 from lm_eval_speech.calls.accounting import CallStats
