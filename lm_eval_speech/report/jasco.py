@@ -7,12 +7,11 @@ the merged results do not carry, so they are read back from the results file the
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from lm_eval_speech.report.results import MergedResults, ModelResults, TaskResult
+from lm_eval_speech.report.results import MergedResults, ModelResults, TaskResult, task_provenance
 
 NAME = "jasco"
 TITLE = "JASCO"
@@ -66,15 +65,8 @@ def headline(result: TaskResult) -> dict[str, float | None]:
 
 
 def provenance(result: TaskResult) -> dict[str, Any]:
-    """What the task recorded (``configs.jasco.metadata.lm_eval_speech``) in its results file; empty where absent or unreadable."""
-    try:
-        data = json.loads(Path(result.source).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    node: Any = data
-    for key in ("configs", TASK, "metadata", "lm_eval_speech"):
-        node = node.get(key) if isinstance(node, dict) else None
-    return node if isinstance(node, dict) else {}
+    """What the task recorded (``configs.jasco.metadata.lm_eval_speech``) in its results file."""
+    return task_provenance(result, TASK)
 
 
 def judging(result: TaskResult) -> dict[str, Any]:

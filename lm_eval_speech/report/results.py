@@ -61,6 +61,19 @@ class MergedResults:
         return {task for model in self.models.values() for task in model.tasks}
 
 
+def task_provenance(result: TaskResult, task: str) -> dict[str, Any]:
+    """What ``task`` recorded (``configs.<task>.metadata.lm_eval_speech``) in the results file ``result``
+    came from; empty where absent or unreadable (the merged results do not carry it)."""
+    try:
+        data = json.loads(Path(result.source).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    node: Any = data
+    for key in ("configs", task, "metadata", "lm_eval_speech"):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
 def find_results_files(path: Path) -> list[Path]:
     """The file itself, or every ``results_*.json`` under a directory (sorted, so runs are repeatable)."""
     path = Path(path)

@@ -9,11 +9,10 @@ provenance in the results file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from lm_eval_speech.report.results import MergedResults, TaskResult
+from lm_eval_speech.report.results import MergedResults, TaskResult, task_provenance
 from lm_eval_speech.speech.latency import FIELDS as LATENCY_FIELDS
 
 NAME = "spoken"
@@ -57,14 +56,8 @@ def _format(value: float | None, digits: int) -> str:
 
 
 def measured_at(result: TaskResult, task: str) -> dict[str, Any]:
-    """The task's ``latency_measured_at`` provenance; empty where absent or unreadable."""
-    try:
-        data = json.loads(Path(result.source).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    node: Any = data
-    for key in ("configs", task, "metadata", "lm_eval_speech", "latency_measured_at"):
-        node = node.get(key) if isinstance(node, dict) else None
+    """The task's ``latency_measured_at`` provenance; empty where absent."""
+    node = task_provenance(result, task).get("latency_measured_at")
     return node if isinstance(node, dict) else {}
 
 
