@@ -84,13 +84,10 @@ class OpenAIAudioLM(SpeechLM):
         }
         config = self._config(GenerationParams(), speaks=False)  # every setting checked now, not at the first request
         api_key(config)
-        self._check_endpoint(config)
+        check_endpoint(config, user=self.NAME)
         self.cache_path = cache_file(cache)
         self._cache = open_cache(self.cache_path)
         self._callers: list[Caller] = []
-
-    def _check_endpoint(self, config: CallConfig) -> None:
-        check_endpoint(config, user=self.NAME)
 
     def _config(self, params: GenerationParams, speaks: bool) -> CallConfig:
         modalities = {"modalities": ["text"]}

@@ -54,7 +54,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 
 from lm_eval_speech.calls.config import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT, CallConfig, config_from_settings, refuse_secrets
-from lm_eval_speech.calls.openai_realtime import RATE, check_reachable, pcm16
+from lm_eval_speech.calls.openai_realtime import RATE, pcm16
 from lm_eval_speech.calls.params import GenerationParams
 from lm_eval_speech.models.openai_audio import OpenAIAudioLM
 from lm_eval_speech.options import check_known
@@ -89,9 +89,6 @@ class OpenAIRealtimeLM(OpenAIAudioLM):
     @classmethod
     def accepted_args(cls) -> set[str]:
         return super().accepted_args() - {"sampling_rate"}
-
-    def _check_endpoint(self, config: CallConfig) -> None:
-        check_reachable(config, user=self.NAME)
 
     def _config(self, params: GenerationParams, speaks: bool) -> CallConfig:
         # laid over the session.update the backend sends: part of the cache key, as the chat API's modalities are

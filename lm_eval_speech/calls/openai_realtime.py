@@ -41,7 +41,6 @@ import asyncio
 import base64
 import logging
 import random
-import socket
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -55,14 +54,12 @@ from lm_eval_speech.calls.openai_chat import (
     BACKOFF_BASE, BACKOFF_CAP, LOCAL_SERVER_KEY, CallFailed, Completion, api_key, failure_kind, retryable,
 )
 from lm_eval_speech.calls.params import GenerationParams
-from lm_eval_speech.calls.preflight import EndpointUnavailable
 from lm_eval_speech.speech.latency import Timing
 
 logger = logging.getLogger("lm_eval_speech.calls")
 
 RATE = 24000  # the API's PCM16 rate, in and out
 CHUNK_BYTES = 2 * RATE  # one second of PCM16 per append event (the API caps an event at 15 MiB)
-PREFLIGHT_TIMEOUT = 10.0
 AUDIO_DELTAS = ("response.output_audio.delta", "response.audio.delta")
 TRANSCRIPT_DELTAS = ("response.output_audio_transcript.delta", "response.audio_transcript.delta")
 TEXT_DELTAS = ("response.output_text.delta", "response.text.delta")
@@ -110,24 +107,6 @@ def pcm16(array: np.ndarray) -> bytes:
     """Float samples in [-1, 1] as little-endian 16-bit PCM, the API's input format."""
     array = np.clip(np.asarray(array, dtype=np.float32).reshape(-1), -1.0, 1.0)
     return (array * 32767).round().astype("<i2").tobytes()
-
-
-def check_reachable(config: CallConfig, *, user: str) -> None:
-    """Stop before any work when nothing answers at the endpoint's host and port (one TCP connection, 10 s)."""
-    if not config.preflight:
-        return
-    parts = urlsplit(config.endpoint)
-    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
-    where = f"{user}: endpoint {config.endpoint} ({parts.hostname}:{port}), model {config.model!r}"
-    try:
-        socket.create_connection((parts.hostname, port), timeout=PREFLIGHT_TIMEOUT).close()
-    except socket.gaierror as error:
-        raise EndpointUnavailable(f"{where}: the host name does not resolve. Check base_url. ({error})") from None
-    except ConnectionRefusedError as error:
-        raise EndpointUnavailable(
-            f"{where}: connection refused. Is the server running, and on that port? Check base_url. ({error})") from None
-    except OSError as error:
-        raise EndpointUnavailable(f"{where}: cannot connect within {PREFLIGHT_TIMEOUT:.0f} s. ({type(error).__name__}: {error})") from None
 
 
 class OpenAIRealtime:

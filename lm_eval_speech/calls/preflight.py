@@ -4,12 +4,14 @@
 or a timeout raise :class:`EndpointUnavailable` naming the endpoint (host:port), the error as it
 is, and what to check. When the list does not name the model, one 1-token chat request decides
 (llama.cpp serves any name; OpenAI and vLLM answer 404 for a model they do not have). Each
-(endpoint, model) is checked once per process.
+(endpoint, model) is checked once per process. A Realtime endpoint (``backend: realtime``) speaks
+WebSocket, not these HTTP routes: one TCP connection to its host and port is the check there.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from urllib.parse import urlsplit
 
 from lm_eval_speech.calls.config import CallConfig
@@ -26,21 +28,25 @@ class EndpointUnavailable(RuntimeError):
 
 def host_port(endpoint: str) -> str:
     parts = urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
     return f"{parts.hostname}:{port}"
 
 
 def check(config: CallConfig, *, user: str) -> None:
     """Stop here if ``config``'s endpoint cannot serve ``user`` (a judge's or model's name, for the message)."""
-    if config.backend != "openai" or not config.preflight:
+    if config.backend == "transformers" or not config.preflight:
         return
     key = (config.endpoint, config.model)
     if key in _CHECKED:
         return
+    where = f"{user}: endpoint {config.endpoint} ({host_port(config.endpoint)}), model {config.model!r}"
+    if config.backend == "realtime":
+        _check_socket(config, where)
+        _CHECKED.add(key)
+        return
     import openai
 
     client = openai.OpenAI(api_key=api_key(config), base_url=config.endpoint, max_retries=0, timeout=TIMEOUT)
-    where = f"{user}: endpoint {config.endpoint} ({host_port(config.endpoint)}), model {config.model!r}"
     try:
         listed = {model.id for model in client.models.list()}
     except openai.NotFoundError:
@@ -57,10 +63,19 @@ def check(config: CallConfig, *, user: str) -> None:
     logger.info("%s: reachable", where)
 
 
+def _check_socket(config: CallConfig, where: str) -> None:
+    host, _, port = host_port(config.endpoint).rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=TIMEOUT).close()
+    except OSError as error:
+        raise EndpointUnavailable(_explain(error, where, config)) from None
+    logger.info("%s: reachable", where)
+
+
 def _explain(error: BaseException, where: str, config: CallConfig, listed: set[str] | None = None) -> str:
     import openai
 
-    kind = failure_kind(error)
+    kind = "timeout" if isinstance(error, TimeoutError) else failure_kind(error)
     text = f"{type(error).__name__}: {error}"
     if kind == "refused":
         return f"{where}: connection refused. Is the server running, and on that port? Check base_url. ({text})"
